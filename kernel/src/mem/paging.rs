@@ -1,0 +1,168 @@
+//! Ferrule's page tables: an identity map of all RAM (write-back) and of the rest of the
+//! low 4 GiB (uncached: MMIO, the local APIC, PCI holes). Page 0 is left unmapped so NULL
+//! dereferences fault; MMIO above the map is added on request by [`map_mmio`].
+
+use crate::bootinfo::{BootInfo, MemKind};
+use crate::frames::FRAME_SIZE;
+use spin::Mutex;
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+const TWO_MIB: u64 = 2 << 20;
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame was left for a page table.
+    OutOfMemory,
+    /// The range is not in the canonical lower half or wraps.
+    BadRange,
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            MapError::OutOfMemory => "out of memory for page tables",
+            MapError::BadRange => "address range cannot be identity mapped",
+        })
+    }
+}
+
+/// The root table's physical address (0 until `init`).
+static PML4: Mutex<u64> = Mutex::new(0);
+
+fn table(phys: u64) -> *mut u64 {
+    phys as *mut u64
+}
+
+/// Returns the next-level table under `entry` of `parent`, creating it if absent.
+fn next_table(parent: u64, index: usize) -> Result<u64, MapError> {
+    // SAFETY: `parent` is a page table frame owned by this module (identity mapped), and
+    // `index` < 512.
+    let entry = unsafe { table(parent).add(index).read_volatile() };
+    if entry & PRESENT != 0 {
+        return Ok(entry & ADDR_MASK);
+    }
+    let frame = super::alloc_frames(FRAME_SIZE, FRAME_SIZE).map_err(|_| MapError::OutOfMemory)?;
+    // SAFETY: as above; the new frame is zeroed and owned by the page tables from now on.
+    unsafe {
+        table(parent)
+            .add(index)
+            .write_volatile(frame | PRESENT | WRITABLE)
+    };
+    Ok(frame)
+}
+
+fn map_2m(pml4: u64, addr: u64, flags: u64) -> Result<(), MapError> {
+    let pdpt = next_table(pml4, ((addr >> 39) & 511) as usize)?;
+    let pd = next_table(pdpt, ((addr >> 30) & 511) as usize)?;
+    let i = ((addr >> 21) & 511) as usize;
+    // SAFETY: `pd` is a page-directory frame owned by this module; `i` < 512.
+    unsafe {
+        let e = table(pd).add(i);
+        if e.read_volatile() & PRESENT == 0 {
+            e.write_volatile(addr | flags | HUGE | PRESENT | WRITABLE);
+        }
+    }
+    Ok(())
+}
+
+fn is_ram(boot: &BootInfo, start: u64, end: u64) -> bool {
+    boot.regions()
+        .iter()
+        .any(|r| r.kind != MemKind::Reserved && r.start < end && start < r.end)
+}
+
+/// Builds the tables and loads them on the boot core.
+pub fn init(boot: &BootInfo) {
+    let pml4 = super::alloc_frames(FRAME_SIZE, FRAME_SIZE).expect("no memory for page tables");
+    // First 2 MiB with 4 KiB pages: page 0 absent, legacy VGA/ROM area uncached.
+    let pt = super::alloc_frames(FRAME_SIZE, FRAME_SIZE).expect("no memory for page tables");
+    for i in 1..512u64 {
+        let addr = i * FRAME_SIZE;
+        let cache = if (0xa_0000..0x10_0000).contains(&addr) {
+            CACHE_DISABLE | WRITE_THROUGH
+        } else {
+            0
+        };
+        // SAFETY: `pt` is a fresh page-table frame; `i` < 512.
+        unsafe {
+            table(pt)
+                .add(i as usize)
+                .write_volatile(addr | cache | PRESENT | WRITABLE)
+        };
+    }
+    let pdpt = next_table(pml4, 0).expect("no memory for page tables");
+    let pd = next_table(pdpt, 0).expect("no memory for page tables");
+    // SAFETY: `pd` is a fresh page directory; entry 0 covers the first 2 MiB.
+    unsafe { table(pd).write_volatile(pt | PRESENT | WRITABLE) };
+    let top = boot.top_of_ram().max(4 << 30).div_ceil(TWO_MIB) * TWO_MIB;
+    let mut addr = TWO_MIB;
+    while addr < top {
+        let cache = if is_ram(boot, addr, addr + TWO_MIB) {
+            0
+        } else {
+            CACHE_DISABLE | WRITE_THROUGH
+        };
+        map_2m(pml4, addr, cache).expect("no memory for page tables");
+        addr += TWO_MIB;
+    }
+    *PML4.lock() = pml4;
+    load();
+}
+
+/// Loads Ferrule's page tables on the calling core (the boot core in `init`, APs via the
+/// trampoline, which reads [`root`]).
+pub fn load() {
+    let pml4 = *PML4.lock();
+    // SAFETY: the tables identity-map every address the kernel uses (its image, stacks,
+    // RAM and MMIO), so execution continues unchanged after the switch.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}
+
+/// Physical address of the root table, for the AP trampoline (below 4 GiB).
+pub fn root() -> u64 {
+    *PML4.lock()
+}
+
+/// Identity-maps `[phys, phys + len)` uncached (for device registers) and returns the
+/// pointer to it. Ranges already mapped keep their mapping; RAM is never remapped uncached.
+pub fn map_mmio(phys: u64, len: u64) -> Result<*mut u8, MapError> {
+    let end = phys.checked_add(len).ok_or(MapError::BadRange)?;
+    if end > 1 << 47 {
+        return Err(MapError::BadRange);
+    }
+    let pml4 = *PML4.lock();
+    let mut addr = phys & !(TWO_MIB - 1);
+    while addr < end {
+        map_2m(pml4, addr, CACHE_DISABLE | WRITE_THROUGH)?;
+        addr += TWO_MIB;
+    }
+    x86_64::instructions::tlb::flush_all();
+    Ok(phys as *mut u8)
+}
+
+/// Walks the page tables: the physical address `virt` maps to, if any.
+pub fn translate(virt: u64) -> Option<u64> {
+    let mut t = *PML4.lock();
+    let shifts = [39u64, 30, 21, 12];
+    for (level, shift) in shifts.iter().enumerate() {
+        let i = ((virt >> shift) & 511) as usize;
+        // SAFETY: `t` is a page-table frame reached from the root this module built.
+        let e = unsafe { table(t).add(i).read_volatile() };
+        if e & PRESENT == 0 {
+            return None;
+        }
+        let is_leaf = level == 3 || (level >= 1 && e & HUGE != 0);
+        if is_leaf {
+            let page = 1u64 << shift;
+            return Some((e & ADDR_MASK & !(page - 1)) | (virt & (page - 1)));
+        }
+        t = e & ADDR_MASK;
+    }
+    None
+}

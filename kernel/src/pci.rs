@@ -1,0 +1,218 @@
+//! PCI: configuration space through ECAM (from the MCFG) or the legacy 0xCF8/0xCFC ports,
+//! the boot scan, BARs, and enabling a device for memory access and bus mastering.
+
+use crate::acpi::Ecam;
+use crate::app::{Bar, PciFunction, MAX_PCI_FUNCTIONS};
+use crate::arch::port::{inl, outl};
+use spin::{Mutex, Once};
+
+static ECAM: Once<Option<Ecam>> = Once::new();
+static LEGACY: Mutex<()> = Mutex::new(());
+
+/// Address of one PCI function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciAddress {
+    /// Bus.
+    pub bus: u8,
+    /// Device (0–31).
+    pub device: u8,
+    /// Function (0–7).
+    pub function: u8,
+}
+
+impl From<&PciFunction> for PciAddress {
+    fn from(f: &PciFunction) -> PciAddress {
+        PciAddress {
+            bus: f.bus,
+            device: f.device,
+            function: f.function,
+        }
+    }
+}
+
+fn ecam_ptr(e: &Ecam, a: PciAddress, offset: u16) -> Option<*mut u32> {
+    if a.bus < e.bus_start || a.bus > e.bus_end {
+        return None;
+    }
+    let addr = e.base
+        + ((a.bus as u64) << 20)
+        + ((a.device as u64) << 15)
+        + ((a.function as u64) << 12)
+        + (offset as u64 & 0xffc);
+    Some(addr as *mut u32)
+}
+
+fn legacy_address(a: PciAddress, offset: u16) -> u32 {
+    0x8000_0000
+        | (a.bus as u32) << 16
+        | (a.device as u32 & 31) << 11
+        | (a.function as u32 & 7) << 8
+        | (offset as u32 & 0xfc)
+}
+
+/// Reads a 32-bit configuration register (`offset` is rounded down to 4).
+pub fn read32(a: PciAddress, offset: u16) -> u32 {
+    if let Some(Some(e)) = ECAM.get() {
+        if let Some(p) = ecam_ptr(e, a, offset) {
+            // SAFETY: the ECAM window is mapped uncached by `init`; `p` is inside it and
+            // 4-byte aligned.
+            return unsafe { p.read_volatile() };
+        }
+    }
+    let _g = LEGACY.lock();
+    outl(0xcf8, legacy_address(a, offset));
+    inl(0xcfc)
+}
+
+/// Writes a 32-bit configuration register.
+pub fn write32(a: PciAddress, offset: u16, value: u32) {
+    if let Some(Some(e)) = ECAM.get() {
+        if let Some(p) = ecam_ptr(e, a, offset) {
+            // SAFETY: as for `read32`.
+            unsafe { p.write_volatile(value) };
+            return;
+        }
+    }
+    let _g = LEGACY.lock();
+    outl(0xcf8, legacy_address(a, offset));
+    outl(0xcfc, value);
+}
+
+/// Sets memory-space decoding and bus mastering (and clears INTx, which Ferrule never uses).
+pub fn enable(a: PciAddress) {
+    let cmd = read32(a, 0x04);
+    write32(
+        a,
+        0x04,
+        (cmd & 0xffff_0000) | (cmd & 0xffff) | 0x2 | 0x4 | 0x400,
+    );
+}
+
+fn read_bars(a: PciAddress) -> [Option<Bar>; 6] {
+    let mut bars = [None; 6];
+    let cmd = read32(a, 0x04);
+    // Decoding off while sizing, so the all-ones probe never claims addresses.
+    write32(a, 0x04, cmd & !0x3 & 0xffff);
+    let mut i = 0;
+    while i < 6 {
+        let off = 0x10 + 4 * i as u16;
+        let orig = read32(a, off);
+        write32(a, off, 0xffff_ffff);
+        let probe = read32(a, off);
+        write32(a, off, orig);
+        if probe == 0 {
+            i += 1;
+            continue;
+        }
+        if orig & 1 == 1 {
+            let size = (!(probe & 0xffff_fffc)).wrapping_add(1) & 0xffff;
+            bars[i] = Some(Bar::Io {
+                port: (orig & 0xfffc) as u16,
+                size,
+            });
+            i += 1;
+            continue;
+        }
+        let is_64 = (orig >> 1) & 3 == 2;
+        let prefetchable = orig & 8 != 0;
+        let mut base = (orig & 0xffff_fff0) as u64;
+        let mut mask = (probe & 0xffff_fff0) as u64 | 0xffff_ffff_0000_0000;
+        if is_64 && i < 5 {
+            let hoff = off + 4;
+            let horig = read32(a, hoff);
+            write32(a, hoff, 0xffff_ffff);
+            let hprobe = read32(a, hoff);
+            write32(a, hoff, horig);
+            base |= (horig as u64) << 32;
+            mask = (mask & 0xffff_ffff) | ((hprobe as u64) << 32);
+        }
+        let size = (!mask).wrapping_add(1);
+        bars[i] = Some(Bar::Memory {
+            base,
+            size,
+            is_64,
+            prefetchable,
+        });
+        i += if is_64 { 2 } else { 1 };
+    }
+    write32(a, 0x04, cmd & 0xffff);
+    bars
+}
+
+fn probe(a: PciAddress) -> Option<PciFunction> {
+    let id = read32(a, 0x00);
+    if id & 0xffff == 0xffff {
+        return None;
+    }
+    let class = read32(a, 0x08) >> 8;
+    let header = (read32(a, 0x0c) >> 16) & 0x7f;
+    Some(PciFunction {
+        bus: a.bus,
+        device: a.device,
+        function: a.function,
+        vendor: id as u16,
+        device_id: (id >> 16) as u16,
+        class,
+        bars: if header == 0 { read_bars(a) } else { [None; 6] },
+    })
+}
+
+/// Sets up configuration access and scans every bus. Returns the functions and whether
+/// ECAM is used.
+pub fn init(ecam: Option<Ecam>) -> (&'static [PciFunction], bool) {
+    if let Some(e) = ecam {
+        let len = ((e.bus_end as u64 - e.bus_start as u64) + 1) << 20;
+        let base = e.base + ((e.bus_start as u64) << 20);
+        if let Err(err) = crate::mem::map_mmio(base, len) {
+            crate::console::warn!("pci: cannot map ECAM ({err}); using legacy ports");
+            ECAM.call_once(|| None);
+        }
+    }
+    let ecam = *ECAM.call_once(|| ecam);
+    const NONE: PciFunction = PciFunction {
+        bus: 0,
+        device: 0,
+        function: 0,
+        vendor: 0,
+        device_id: 0,
+        class: 0,
+        bars: [None; 6],
+    };
+    let list = crate::mem::alloc_static_any([NONE; MAX_PCI_FUNCTIONS]);
+    let mut count = 0;
+    let buses = match ecam {
+        Some(e) => e.bus_start..=e.bus_end,
+        None => 0..=255,
+    };
+    for bus in buses {
+        for device in 0..32u8 {
+            let a0 = PciAddress {
+                bus,
+                device,
+                function: 0,
+            };
+            let Some(f0) = probe(a0) else { continue };
+            let multi = (read32(a0, 0x0c) >> 16) & 0x80 != 0;
+            let functions =
+                core::iter::once(Some(f0)).chain((1..if multi { 8 } else { 1 }).map(|function| {
+                    probe(PciAddress {
+                        bus,
+                        device,
+                        function,
+                    })
+                }));
+            for f in functions.flatten() {
+                if count == MAX_PCI_FUNCTIONS {
+                    crate::console::warn!(
+                        "pci: more than {} functions; the rest are ignored",
+                        MAX_PCI_FUNCTIONS
+                    );
+                    break;
+                }
+                list[count] = f;
+                count += 1;
+            }
+        }
+    }
+    (&list[..count], ecam.is_some())
+}
