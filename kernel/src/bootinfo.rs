@@ -276,7 +276,7 @@ mod tests {
         buf.extend_from_slice(&kind.to_le_bytes());
         buf.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
         buf.extend_from_slice(body);
-        while buf.len() % 8 != 0 {
+        while !buf.len().is_multiple_of(8) {
             buf.push(0);
         }
     }

@@ -65,6 +65,8 @@ macro_rules! main {
 
         #[cfg(not(target_os = "none"))]
         fn main() {
+            // Type-checks the app on the host too.
+            let _init: fn(&'static $crate::Machine) -> $app = <$app as $crate::App>::init;
             eprintln!(
                 "{} is a Ferrule image: build it with `cargo ferrule build --app {}`",
                 env!("CARGO_PKG_NAME"),

@@ -2,6 +2,8 @@
 //! and ends successfully.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+use core::fmt::Arguments;
+use kernel::app::Bar;
 use kernel::{App, AppError, Core, Machine};
 
 /// Reports the machine from the boot core; the other cores just check in.
@@ -9,61 +11,54 @@ struct SysInfo {
     machine: &'static Machine,
 }
 
+/// Writes the report, one line per call of `line`.
+fn report(m: &Machine, mut line: impl FnMut(Arguments<'_>)) {
+    line(format_args!(
+        "machine: loader {}, TSC {} MHz",
+        m.loader,
+        m.tsc_hz / 1_000_000
+    ));
+    line(format_args!(
+        "memory: {} MiB usable, {} MiB free",
+        m.usable_memory >> 20,
+        m.free_memory >> 20
+    ));
+    for c in m.cores {
+        line(format_args!("core {} apic {}", c.id, c.apic_id));
+    }
+    let via = if m.pci_ecam { "ECAM" } else { "legacy ports" };
+    line(format_args!("pci: {} functions via {}", m.pci.len(), via));
+    for f in m.pci {
+        line(format_args!("{f}"));
+        for (i, bar) in f.bars.iter().enumerate() {
+            match bar {
+                Some(Bar::Memory {
+                    base, size, is_64, ..
+                }) => {
+                    let width = if *is_64 { " 64-bit" } else { "" };
+                    line(format_args!("  bar{i} mem {base:#x} size {size:#x}{width}"))
+                }
+                Some(Bar::Io { port, size }) => {
+                    line(format_args!("  bar{i} io {port:#x} size {size:#x}"))
+                }
+                None => {}
+            }
+        }
+    }
+}
+
 impl App for SysInfo {
     fn init(machine: &'static Machine) -> SysInfo {
         SysInfo { machine }
     }
 
-    #[cfg(target_os = "none")]
     fn run(&self, core: &Core) -> Result<(), AppError> {
-        use kernel::app::Bar;
-        use kernel::println;
-        if core.id != 0 {
-            return Ok(());
+        if core.id == 0 {
+            #[cfg(target_os = "none")]
+            report(self.machine, |args| kernel::println!("{args}"));
+            #[cfg(not(target_os = "none"))]
+            report(self.machine, |args| println!("{args}"));
         }
-        let m = self.machine;
-        println!(
-            "machine: loader {}, TSC {} MHz",
-            m.loader,
-            m.tsc_hz / 1_000_000
-        );
-        println!(
-            "memory: {} MiB usable, {} MiB free",
-            m.usable_memory >> 20,
-            m.free_memory >> 20
-        );
-        for c in m.cores {
-            println!("core {} apic {}", c.id, c.apic_id);
-        }
-        println!(
-            "pci: {} functions via {}",
-            m.pci.len(),
-            if m.pci_ecam { "ECAM" } else { "legacy ports" }
-        );
-        for f in m.pci {
-            println!("{f}");
-            for (i, bar) in f.bars.iter().enumerate() {
-                match bar {
-                    Some(Bar::Memory {
-                        base, size, is_64, ..
-                    }) => {
-                        println!(
-                            "  bar{i} mem {base:#x} size {size:#x}{}",
-                            if *is_64 { " 64-bit" } else { "" }
-                        )
-                    }
-                    Some(Bar::Io { port, size }) => {
-                        println!("  bar{i} io {port:#x} size {size:#x}")
-                    }
-                    None => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    #[cfg(not(target_os = "none"))]
-    fn run(&self, _core: &Core) -> Result<(), AppError> {
         Ok(())
     }
 }
