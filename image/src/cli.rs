@@ -172,20 +172,25 @@ pub fn run_run(a: &RunArgs) -> i32 {
     } else {
         Duration::from_secs(a.timeout)
     };
-    let mut config = config
+    let config = nics
+        .into_iter()
+        .fold(config, Config::with_nic)
         .with_machine(a.machine)
         .with_cores(a.cores)
         .with_memory_mib(a.memory)
         .with_kvm(a.kvm)
         .with_timeout(timeout);
-    config.nics = nics;
     eprintln!(
         "ferrule: booting {app} on {} ({}), {} core(s), {} MiB, NICs {:?}, {}",
         a.machine.name(),
         a.firmware.name(),
         a.cores,
         a.memory,
-        config.nics,
+        config
+            .nics
+            .iter()
+            .map(|n| n.model.device())
+            .collect::<Vec<_>>(),
         if a.kvm { "KVM if usable" } else { "TCG" }
     );
     let mut vm = match Qemu::start(config) {

@@ -115,6 +115,15 @@ impl std::str::FromStr for NicModel {
     }
 }
 
+/// One NIC of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NicSpec {
+    /// The emulated model.
+    pub model: NicModel,
+    /// PCI slot on bus 0 (`addr=`); QEMU picks the next free one when `None`.
+    pub pci_slot: Option<u8>,
+}
+
 /// What QEMU boots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Boot {
@@ -139,7 +148,7 @@ pub struct Config {
     /// Guest RAM in MiB.
     pub memory_mib: u32,
     /// NICs, in PCI order of appearance; NIC `i` is reached through [`crate::Qemu::nic`]`(i)`.
-    pub nics: Vec<NicModel>,
+    pub nics: Vec<NicSpec>,
     /// Use KVM if asked and `/dev/kvm` opens; TCG otherwise.
     pub kvm: bool,
     /// Hard limit on the whole run: QEMU is killed after it.
@@ -196,7 +205,19 @@ impl Config {
 
     /// Adds a NIC (backed by a stream socket).
     pub fn with_nic(mut self, model: NicModel) -> Config {
-        self.nics.push(model);
+        self.nics.push(NicSpec {
+            model,
+            pci_slot: None,
+        });
+        self
+    }
+
+    /// Adds a NIC in PCI slot `slot` of bus 0 (so tests know its address `00:SS.0`).
+    pub fn with_nic_at(mut self, model: NicModel, slot: u8) -> Config {
+        self.nics.push(NicSpec {
+            model,
+            pci_slot: Some(slot),
+        });
         self
     }
 
@@ -301,24 +322,28 @@ impl Config {
         push(&format!(
             "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04"
         ));
-        for (i, model) in self.nics.iter().enumerate() {
+        for (i, nic) in self.nics.iter().enumerate() {
             let m = Config::mac(i);
             push("-netdev");
             push(&format!(
                 "stream,id=net{i},server=on,addr.type=unix,addr.path={}",
                 paths.nic(i).display()
             ));
-            push("-device");
-            push(&format!(
+            let mut dev = format!(
                 "{},netdev=net{i},id=nic{i},mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                model.device(),
+                nic.model.device(),
                 m[0],
                 m[1],
                 m[2],
                 m[3],
                 m[4],
                 m[5]
-            ));
+            );
+            if let Some(slot) = nic.pci_slot {
+                dev.push_str(&format!(",addr={slot:#x}"));
+            }
+            push("-device");
+            push(&dev);
         }
         if self.firmware == Firmware::Ovmf {
             push("-drive");
@@ -409,7 +434,7 @@ mod tests {
         let c = Config::kernel("/k")
             .with_nic(NicModel::Igb)
             .with_nic(NicModel::VirtioNet)
-            .with_nic(NicModel::E1000e);
+            .with_nic_at(NicModel::E1000e, 7);
         let s = joined(&c);
         let none = s.find("-nic none").unwrap();
         let igb = s
@@ -420,7 +445,7 @@ mod tests {
             "-netdev stream,id=net1,server=on,addr.type=unix,addr.path=/run/x/nic1.sock"
         ));
         assert!(s.contains("-device virtio-net-pci,netdev=net1,id=nic1,mac=52:54:00:12:34:57"));
-        assert!(s.contains("-device e1000e,netdev=net2,id=nic2,mac=52:54:00:12:34:58"));
+        assert!(s.contains("-device e1000e,netdev=net2,id=nic2,mac=52:54:00:12:34:58,addr=0x7"));
     }
 
     #[test]
