@@ -359,7 +359,7 @@ pub fn run_test(a: &TestArgs) -> i32 {
         println!("  failed test: {f}");
     }
     println!(
-        "  {} test binaries, {} ignored, total {:.1} s",
+        "  {} test suites, {} ignored, total {:.1} s",
         tally.suites,
         tally.ignored,
         t0.elapsed().as_secs_f64()
@@ -396,6 +396,89 @@ mod tests {
                 suites: 2
             }
         );
+    }
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(subcommand)]
+        c: Sub,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Run(RunArgs),
+        Build(BuildArgs),
+        Test(TestArgs),
+    }
+
+    fn parse(args: &[&str]) -> Sub {
+        use clap::Parser;
+        Wrap::try_parse_from(std::iter::once("ferrule").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .c
+    }
+
+    #[test]
+    fn run_arguments_parse_with_defaults() {
+        let Sub::Run(r) = parse(&["run"]) else {
+            panic!()
+        };
+        assert_eq!((r.cores, r.memory, r.timeout), (2, 256, 120));
+        assert_eq!((r.machine, r.firmware), (Machine::Q35, Firmware::Direct));
+        assert!(r.nics.is_empty() && !r.kvm && r.app.is_none());
+        let Sub::Run(r) = parse(&[
+            "run",
+            "--app",
+            "apps/x",
+            "--cores",
+            "4",
+            "--machine",
+            "pc",
+            "--firmware",
+            "ovmf",
+            "--nic",
+            "igb",
+            "--nic",
+            "e1000e",
+            "--pcap",
+            "in.pcap",
+            "--kvm",
+            "--timeout",
+            "0",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(app_of(&r.app), App::Path("apps/x".into()));
+        assert_eq!(
+            (r.cores, r.machine, r.firmware),
+            (4, Machine::Pc, Firmware::Ovmf)
+        );
+        assert_eq!(r.nics, vec![NicModel::Igb, NicModel::E1000e]);
+        assert_eq!(r.pcap.as_deref(), Some(Path::new("in.pcap")));
+        assert!(r.kvm && r.timeout == 0);
+        assert!(Wrap::try_parse_from_checked(&["ferrule", "run", "--machine", "isapc"]).is_err());
+        assert!(Wrap::try_parse_from_checked(&["ferrule", "run", "--nic", "rtl8139"]).is_err());
+    }
+
+    #[test]
+    fn build_and_test_arguments_parse() {
+        let Sub::Build(b) = parse(&["build", "--app", "sysinfo", "--out", "/tmp/o"]) else {
+            panic!()
+        };
+        assert_eq!(app_of(&b.app), App::Package("sysinfo".into()));
+        assert_eq!(b.out.as_deref(), Some(Path::new("/tmp/o")));
+        let Sub::Test(t) = parse(&["test", "--skip-setup", "--", "boot", "--nocapture"]) else {
+            panic!()
+        };
+        assert!(t.skip_setup);
+        assert_eq!(t.cargo_args, vec!["boot", "--nocapture"]);
+    }
+
+    impl Wrap {
+        fn try_parse_from_checked(a: &[&str]) -> Result<Wrap, clap::Error> {
+            use clap::Parser;
+            Wrap::try_parse_from(a)
+        }
     }
 
     #[test]
