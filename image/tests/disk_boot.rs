@@ -69,7 +69,8 @@ fn grub_image_boots_a_multiboot2_guest_under_seabios_and_ovmf() {
                 .with_timeout(Duration::from_secs(120)),
         )
         .unwrap();
-        vm.wait_for_text(Duration::from_secs(120), "mb2 guest up")
+        // Exact line: GRUB's escape sequences and carriage returns must not reach it.
+        vm.wait_for_line(Duration::from_secs(120), |l| l == "mb2 guest up")
             .unwrap_or_else(|e| panic!("{fw:?}/{m:?}: {e}"));
         let up = t.elapsed();
         assert_eq!(vm.wait_exit(), ExitStatus::Success, "{}", vm.report());

@@ -280,7 +280,8 @@ impl Qemu {
         &mut self.nics[index]
     }
 
-    /// Everything the guest printed on the serial console so far.
+    /// Everything the guest printed on the serial console so far (one `\n` per line; carriage
+    /// returns and ANSI escape sequences, e.g. GRUB's screen clears, removed).
     pub fn transcript(&self) -> String {
         self.transcript
             .lock()
@@ -480,7 +481,8 @@ fn map_status(st: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
-/// Reads `r` line by line (lossy UTF-8, `\r` dropped) and hands each line to `sink`.
+/// Reads `r` line by line (lossy UTF-8, `\r` and ANSI escape sequences dropped) and hands
+/// each line to `sink`.
 fn spawn_reader(
     name: &str,
     r: impl Read + Send + 'static,
@@ -497,7 +499,8 @@ fn spawn_reader(
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let line = String::from_utf8_lossy(&buf);
-                        sink(line.trim_end_matches(['\n', '\r']).replace('\r', ""));
+                        let line = line.trim_end_matches(['\n', '\r']).replace('\r', "");
+                        sink(monitor::strip_escapes(&line));
                     }
                 }
             }

@@ -63,8 +63,9 @@ impl Monitor {
     }
 }
 
-/// Removes ANSI escape sequences (HMP's readline redraws the line it echoes).
-fn strip_escapes(s: &str) -> String {
+/// Removes ANSI escape sequences (HMP's readline redraws the line it echoes; GRUB clears the
+/// screen on the serial console).
+pub(crate) fn strip_escapes(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
