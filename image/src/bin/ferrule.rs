@@ -1,6 +1,38 @@
 //! `cargo ferrule`: build, run and test Ferrule appliances.
+//!
+//! Every subcommand is one variant of `Command` below, carrying its `clap::Args` struct and
+//! calling one `run_*` function that returns the exit code. Adding a subcommand is one variant
+//! and one match arm.
+use clap::{Parser, Subcommand};
+use image::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo ferrule",
+    bin_name = "cargo ferrule",
+    about = "Build, run and test Ferrule appliances",
+    after_help = "First time on a machine: `cargo ferrule run` boots the default appliance in QEMU;\n`cargo ferrule test` installs what is missing and runs every test."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an app into an ELF and a flashable BIOS + UEFI disk image.
+    Build(cli::BuildArgs),
+    /// Build an app and boot it in QEMU with its console on stdout.
+    Run(cli::RunArgs),
+    /// Install what is missing (as root on Debian), then run every test.
+    Test(cli::TestArgs),
+}
 
 fn main() {
-    eprintln!("cargo ferrule: not built yet");
-    std::process::exit(2);
+    let code = match Cli::parse().command {
+        Command::Build(a) => cli::run_build(&a),
+        Command::Run(a) => cli::run_run(&a),
+        Command::Test(a) => cli::run_test(&a),
+    };
+    std::process::exit(code);
 }

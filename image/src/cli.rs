@@ -1,0 +1,489 @@
+//! Arguments and entry points of `cargo ferrule build | run | test`. The binary
+//! (`src/bin/ferrule.rs`) holds the one `enum Command` that lists every subcommand; each
+//! variant carries an `Args` struct from here (or from `host::cli`) and calls its `run_*`,
+//! which returns the process exit code.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qemu::{Config, Firmware, Machine, NicModel, Qemu};
+
+use crate::build::{self, guest_target_dir, App, Verbosity, GUEST_TARGET};
+use crate::{disk, image_path_for, setup, Error};
+
+/// `cargo ferrule build`: build an app into an ELF and a flashable disk image.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// App to build: a workspace package name or the path of an app crate [default: sysinfo].
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Directory for the disk image [default: target/ferrule/images].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `cargo ferrule run`: build an app and boot it in QEMU, console on stdout.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// App to boot: a workspace package name or the path of an app crate [default: sysinfo].
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Number of CPU cores.
+    #[arg(long, default_value_t = 2)]
+    pub cores: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u32,
+    /// Machine type: q35 or pc.
+    #[arg(long, default_value = "q35")]
+    pub machine: Machine,
+    /// direct (QEMU loads the ELF), seabios or ovmf (boot the GRUB disk image).
+    #[arg(long, default_value = "direct")]
+    pub firmware: Firmware,
+    /// Attach a NIC: igb, virtio-net or e1000e (repeat for several).
+    #[arg(long = "nic")]
+    pub nics: Vec<NicModel>,
+    /// Inject the frames of this pcap/pcapng file into the first NIC (an igb is added if no
+    /// --nic is given), once the console shows --inject-after.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Console text after which --pcap is injected.
+    #[arg(long, default_value = "cores online:")]
+    pub inject_after: String,
+    /// Save the frames the guest transmits on the first NIC to this pcap file at the end.
+    #[arg(long)]
+    pub capture: Option<PathBuf>,
+    /// Use KVM if /dev/kvm works (TCG otherwise).
+    #[arg(long)]
+    pub kvm: bool,
+    /// Kill QEMU after this many seconds (0: no limit).
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Do not check or install QEMU, GRUB and OVMF first.
+    #[arg(long)]
+    pub skip_setup: bool,
+}
+
+/// `cargo ferrule test`: install what is missing, then run every test.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Do not check or install prerequisites first.
+    #[arg(long)]
+    pub skip_setup: bool,
+    /// Extra arguments for `cargo test --workspace` (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+fn app_of(arg: &Option<String>) -> App {
+    arg.as_deref().map(App::parse).unwrap_or_default()
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+fn size_of(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn fail(e: Error) -> i32 {
+    eprintln!("error: {e}");
+    1
+}
+
+/// The ELF and disk image of one app.
+pub struct Built {
+    /// The guest ELF.
+    pub elf: PathBuf,
+    /// The hybrid BIOS + UEFI disk image.
+    pub image: PathBuf,
+}
+
+/// Builds the app's ELF and its disk image into `out_dir` (default target/ferrule/images).
+pub fn build_all(app: &App, out_dir: Option<&Path>, v: Verbosity) -> Result<Built, Error> {
+    let elf = build::build_app(app, v)?;
+    let dir = out_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| guest_target_dir().join("images"));
+    let image = disk::make_disk_image(&elf, &image_path_for(&elf, &dir))?;
+    Ok(Built { elf, image })
+}
+
+/// `cargo ferrule build`.
+pub fn run_build(a: &BuildArgs) -> i32 {
+    let app = app_of(&a.app);
+    match build_all(&app, a.out.as_deref(), Verbosity::Show) {
+        Ok(b) => {
+            println!("app:        {app}");
+            println!(
+                "ELF:        {} ({})",
+                b.elf.display(),
+                human(size_of(&b.elf))
+            );
+            println!(
+                "disk image: {} ({}, boots BIOS and UEFI)",
+                b.image.display(),
+                human(size_of(&b.image))
+            );
+            println!();
+            println!("Boot it in QEMU:  cargo ferrule run --app {app} --firmware seabios|ovmf");
+            println!("Flash it to a USB stick (erases the stick; find its device with `lsblk`):");
+            println!(
+                "  sudo dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
+                b.image.display()
+            );
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `cargo ferrule run`.
+pub fn run_run(a: &RunArgs) -> i32 {
+    if !a.skip_setup {
+        if let Err(e) = setup::ensure_all() {
+            return fail(e);
+        }
+    }
+    let app = app_of(&a.app);
+    let config = match a.firmware {
+        Firmware::Direct => match build::build_app(&app, Verbosity::Show) {
+            Ok(elf) => Config::kernel(elf),
+            Err(e) => return fail(e),
+        },
+        fw => match build_all(&app, None, Verbosity::Show) {
+            Ok(b) => Config::disk(b.image, fw),
+            Err(e) => return fail(e),
+        },
+    };
+    let mut nics = a.nics.clone();
+    if nics.is_empty() && (a.pcap.is_some() || a.capture.is_some()) {
+        nics.push(NicModel::Igb);
+    }
+    let timeout = if a.timeout == 0 {
+        Duration::from_secs(10 * 365 * 24 * 3600)
+    } else {
+        Duration::from_secs(a.timeout)
+    };
+    let config = nics
+        .into_iter()
+        .fold(config, Config::with_nic)
+        .with_machine(a.machine)
+        .with_cores(a.cores)
+        .with_memory_mib(a.memory)
+        .with_kvm(a.kvm)
+        .with_timeout(timeout);
+    eprintln!(
+        "ferrule: booting {app} on {} ({}), {} core(s), {} MiB, NICs {:?}, {}",
+        a.machine.name(),
+        a.firmware.name(),
+        a.cores,
+        a.memory,
+        config
+            .nics
+            .iter()
+            .map(|n| n.model.device())
+            .collect::<Vec<_>>(),
+        if a.kvm { "KVM if usable" } else { "TCG" }
+    );
+    let mut vm = match Qemu::start(config) {
+        Ok(vm) => vm,
+        Err(e) => return fail(e.into()),
+    };
+    let mut pending_pcap = a.pcap.clone();
+    let stdout = std::io::stdout();
+    loop {
+        match vm.next_line(Duration::from_secs(3600)) {
+            Ok(Some(line)) => {
+                let mut out = stdout.lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+                if line.contains(&a.inject_after) {
+                    if let Some(p) = pending_pcap.take() {
+                        match vm.nic(0).send_pcap(&p) {
+                            Ok(n) => eprintln!("ferrule: injected {n} frames from {}", p.display()),
+                            Err(e) => eprintln!("ferrule: injecting {}: {e}", p.display()),
+                        }
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(_) if !vm.is_running() => break,
+            Err(_) => {}
+        }
+    }
+    let status = vm.wait_exit();
+    if let Some(c) = &a.capture {
+        match vm.nic(0).save_capture(c) {
+            Ok(n) => eprintln!("ferrule: saved {n} transmitted frames to {}", c.display()),
+            Err(e) => eprintln!("ferrule: saving {}: {e}", c.display()),
+        }
+    }
+    let err = vm.stderr_text();
+    if !err.trim().is_empty() {
+        eprintln!("--- QEMU stderr ---\n{err}");
+    }
+    eprintln!(
+        "ferrule: {} after {:.2} s",
+        status,
+        vm.elapsed().as_secs_f64()
+    );
+    status.as_process_code()
+}
+
+/// Totals of `test result:` lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Tests passed.
+    pub passed: u64,
+    /// Tests failed.
+    pub failed: u64,
+    /// Tests ignored.
+    pub ignored: u64,
+    /// `test result:` lines seen (one per test binary with tests).
+    pub suites: u64,
+}
+
+impl Tally {
+    /// Adds one libtest line if it is a `test result:` line.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        self.suites += 1;
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let (n, what) = match words.as_slice() {
+                [_, n, what, ..] if n.parse::<u64>().is_ok() => (n, what),
+                [n, what, ..] => (n, what),
+                _ => continue,
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match *what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs a command, echoing its stdout, and tallies libtest results; returns success and tally.
+fn run_tallied(cmd: &mut Command) -> Result<(bool, Tally, Vec<String>), Error> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Tool("cargo".into(), e))?;
+    let mut tally = Tally::default();
+    let mut failures = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let stdout = std::io::stdout();
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            tally.add_line(&line);
+            if let Some(name) = line
+                .strip_prefix("test ")
+                .and_then(|l| l.strip_suffix(" ... FAILED"))
+            {
+                failures.push(name.to_string());
+            }
+            let mut o = stdout.lock();
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+    }
+    let st = child.wait().map_err(|e| Error::Tool("cargo".into(), e))?;
+    Ok((st.success(), tally, failures))
+}
+
+/// `cargo ferrule test`.
+pub fn run_test(a: &TestArgs) -> i32 {
+    let t0 = Instant::now();
+    if !a.skip_setup {
+        if let Err(e) = setup::ensure_all() {
+            return fail(e);
+        }
+    }
+    let mut steps: Vec<(String, bool, Duration)> = Vec::new();
+
+    let t = Instant::now();
+    println!("== cargo test --workspace");
+    let mut cmd = build::cargo();
+    cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    if !a.cargo_args.is_empty() {
+        cmd.arg("--").args(&a.cargo_args);
+    }
+    let (ok, tally, failures) = match run_tallied(&mut cmd) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    steps.push(("cargo test --workspace".into(), ok, t.elapsed()));
+
+    let t = Instant::now();
+    let guest = format!("cargo build --target {GUEST_TARGET} -p monitor -p drivers");
+    println!("== {guest}");
+    let ok_guest = build::cargo()
+        .args([
+            "build",
+            "--target",
+            GUEST_TARGET,
+            "-p",
+            "monitor",
+            "-p",
+            "drivers",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    steps.push((guest, ok_guest, t.elapsed()));
+
+    println!();
+    println!("== summary");
+    for (name, ok, d) in &steps {
+        println!(
+            "  {:<4} {name} ({:.1} s)",
+            if *ok { "ok" } else { "FAIL" },
+            d.as_secs_f64()
+        );
+    }
+    for f in &failures {
+        println!("  failed test: {f}");
+    }
+    println!(
+        "  {} test suites, {} ignored, total {:.1} s",
+        tally.suites,
+        tally.ignored,
+        t0.elapsed().as_secs_f64()
+    );
+    let all_ok = steps.iter().all(|s| s.1) && tally.failed == 0 && tally.suites > 0;
+    if tally.suites == 0 {
+        println!("  no test ran: that is a failure");
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    if all_ok {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_sums_libtest_result_lines() {
+        let mut t = Tally::default();
+        t.add_line("test result: ok. 19 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_line("test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 2.01s");
+        t.add_line("test foo ... ok");
+        t.add_line("running 5 tests");
+        assert_eq!(
+            t,
+            Tally {
+                passed: 23,
+                failed: 1,
+                ignored: 2,
+                suites: 2
+            }
+        );
+    }
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(subcommand)]
+        c: Sub,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Run(RunArgs),
+        Build(BuildArgs),
+        Test(TestArgs),
+    }
+
+    fn parse(args: &[&str]) -> Sub {
+        use clap::Parser;
+        Wrap::try_parse_from(std::iter::once("ferrule").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .c
+    }
+
+    #[test]
+    fn run_arguments_parse_with_defaults() {
+        let Sub::Run(r) = parse(&["run"]) else {
+            panic!()
+        };
+        assert_eq!((r.cores, r.memory, r.timeout), (2, 256, 120));
+        assert_eq!((r.machine, r.firmware), (Machine::Q35, Firmware::Direct));
+        assert!(r.nics.is_empty() && !r.kvm && r.app.is_none());
+        let Sub::Run(r) = parse(&[
+            "run",
+            "--app",
+            "apps/x",
+            "--cores",
+            "4",
+            "--machine",
+            "pc",
+            "--firmware",
+            "ovmf",
+            "--nic",
+            "igb",
+            "--nic",
+            "e1000e",
+            "--pcap",
+            "in.pcap",
+            "--kvm",
+            "--timeout",
+            "0",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(app_of(&r.app), App::Path("apps/x".into()));
+        assert_eq!(
+            (r.cores, r.machine, r.firmware),
+            (4, Machine::Pc, Firmware::Ovmf)
+        );
+        assert_eq!(r.nics, vec![NicModel::Igb, NicModel::E1000e]);
+        assert_eq!(r.pcap.as_deref(), Some(Path::new("in.pcap")));
+        assert!(r.kvm && r.timeout == 0);
+        assert!(Wrap::try_parse_from_checked(&["ferrule", "run", "--machine", "isapc"]).is_err());
+        assert!(Wrap::try_parse_from_checked(&["ferrule", "run", "--nic", "rtl8139"]).is_err());
+    }
+
+    #[test]
+    fn build_and_test_arguments_parse() {
+        let Sub::Build(b) = parse(&["build", "--app", "sysinfo", "--out", "/tmp/o"]) else {
+            panic!()
+        };
+        assert_eq!(app_of(&b.app), App::Package("sysinfo".into()));
+        assert_eq!(b.out.as_deref(), Some(Path::new("/tmp/o")));
+        let Sub::Test(t) = parse(&["test", "--skip-setup", "--", "boot", "--nocapture"]) else {
+            panic!()
+        };
+        assert!(t.skip_setup);
+        assert_eq!(t.cargo_args, vec!["boot", "--nocapture"]);
+    }
+
+    impl Wrap {
+        fn try_parse_from_checked(a: &[&str]) -> Result<Wrap, clap::Error> {
+            use clap::Parser;
+            Wrap::try_parse_from(a)
+        }
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human(2048), "2.0 KiB");
+        assert_eq!(human(3 << 20), "3.0 MiB");
+    }
+}

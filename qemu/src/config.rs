@@ -1,0 +1,504 @@
+//! What to boot and on which virtual machine, and the QEMU command line that follows.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The firmware code image OVMF runs from (read-only pflash unit 0).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// The OVMF variable store template; every run gets its own writable copy (pflash unit 1).
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The QEMU binary used unless `FERRULE_QEMU` names another.
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+/// I/O port of the `isa-debug-exit` device (see ARCHITECTURE.md, "Exit").
+pub const DEBUG_EXIT_IOBASE: u16 = 0xf4;
+
+/// The QEMU machine type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// `q35`: PCIe with ECAM (MCFG), AHCI disks.
+    Q35,
+    /// `pc` (i440FX): legacy PCI, port-I/O config space only.
+    Pc,
+}
+
+impl Machine {
+    /// The name QEMU's `-machine` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+        }
+    }
+}
+
+impl std::str::FromStr for Machine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "q35" => Ok(Machine::Q35),
+            "pc" | "i440fx" => Ok(Machine::Pc),
+            _ => Err(format!("unknown machine `{s}` (expected q35 or pc)")),
+        }
+    }
+}
+
+/// How the guest is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU loads the ELF itself (`-kernel`, PVH entry note); SeaBIOS still initialises PCI.
+    Direct,
+    /// The disk image boots through SeaBIOS (legacy BIOS, GRUB's i386-pc core).
+    SeaBios,
+    /// The disk image boots through OVMF (UEFI, GRUB's x86_64-efi core).
+    Ovmf,
+}
+
+impl Firmware {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Direct => "direct",
+            Firmware::SeaBios => "seabios",
+            Firmware::Ovmf => "ovmf",
+        }
+    }
+}
+
+impl std::str::FromStr for Firmware {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(Firmware::Direct),
+            "seabios" | "bios" => Ok(Firmware::SeaBios),
+            "ovmf" | "uefi" => Ok(Firmware::Ovmf),
+            _ => Err(format!(
+                "unknown firmware `{s}` (expected direct, seabios or ovmf)"
+            )),
+        }
+    }
+}
+
+/// A NIC model QEMU emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NicModel {
+    /// Intel 82576 (`igb`, 8086:10c9). Needs QEMU >= 8.0.
+    Igb,
+    /// `virtio-net-pci` (1af4:1000 transitional).
+    VirtioNet,
+    /// Intel 82574L (`e1000e`, 8086:10d3).
+    E1000e,
+}
+
+impl NicModel {
+    /// The QEMU `-device` driver name.
+    pub fn device(self) -> &'static str {
+        match self {
+            NicModel::Igb => "igb",
+            NicModel::VirtioNet => "virtio-net-pci",
+            NicModel::E1000e => "e1000e",
+        }
+    }
+}
+
+impl std::str::FromStr for NicModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "igb" => Ok(NicModel::Igb),
+            "virtio" | "virtio-net" | "virtio-net-pci" => Ok(NicModel::VirtioNet),
+            "e1000e" => Ok(NicModel::E1000e),
+            _ => Err(format!(
+                "unknown NIC model `{s}` (expected igb, virtio-net or e1000e)"
+            )),
+        }
+    }
+}
+
+/// One NIC of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NicSpec {
+    /// The emulated model.
+    pub model: NicModel,
+    /// PCI slot on bus 0 (`addr=`); QEMU picks the next free one when `None`.
+    pub pci_slot: Option<u8>,
+}
+
+/// What QEMU boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// A guest ELF, loaded with `-kernel` (only with [`Firmware::Direct`]).
+    Kernel(PathBuf),
+    /// A raw disk image (e.g. from `image::make_disk_image`), attached as the first disk.
+    Disk(PathBuf),
+}
+
+/// Everything that describes one QEMU run. Build with [`Config::kernel`] or [`Config::disk`]
+/// and the `with_*` methods.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// What to boot.
+    pub boot: Boot,
+    /// Machine type.
+    pub machine: Machine,
+    /// Firmware.
+    pub firmware: Firmware,
+    /// Number of virtual CPUs (`-smp`).
+    pub cores: u32,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// NICs, in PCI order of appearance; NIC `i` is reached through [`crate::Qemu::nic`]`(i)`.
+    pub nics: Vec<NicSpec>,
+    /// Use KVM if asked and `/dev/kvm` opens; TCG otherwise.
+    pub kvm: bool,
+    /// Hard limit on the whole run: QEMU is killed after it.
+    pub timeout: Duration,
+    /// `-cpu` model; QEMU's default when `None`.
+    pub cpu: Option<String>,
+    /// Extra arguments appended verbatim (e.g. `-trace igb_*`).
+    pub extra_args: Vec<OsString>,
+}
+
+impl Config {
+    /// Boot `elf` directly (`-kernel`) on q35 with one core, 256 MiB, no NICs, 60 s timeout.
+    pub fn kernel(elf: impl Into<PathBuf>) -> Config {
+        Config::new(Boot::Kernel(elf.into()), Firmware::Direct)
+    }
+
+    /// Boot the disk image `img` through `firmware` (SeaBIOS or OVMF) on q35.
+    pub fn disk(img: impl Into<PathBuf>, firmware: Firmware) -> Config {
+        Config::new(Boot::Disk(img.into()), firmware)
+    }
+
+    fn new(boot: Boot, firmware: Firmware) -> Config {
+        Config {
+            boot,
+            machine: Machine::Q35,
+            firmware,
+            cores: 1,
+            memory_mib: 256,
+            nics: Vec::new(),
+            kvm: false,
+            timeout: Duration::from_secs(60),
+            cpu: None,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// Sets the machine type.
+    pub fn with_machine(mut self, machine: Machine) -> Config {
+        self.machine = machine;
+        self
+    }
+
+    /// Sets the number of cores.
+    pub fn with_cores(mut self, cores: u32) -> Config {
+        self.cores = cores;
+        self
+    }
+
+    /// Sets guest RAM in MiB.
+    pub fn with_memory_mib(mut self, mib: u32) -> Config {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Adds a NIC (backed by a stream socket).
+    pub fn with_nic(mut self, model: NicModel) -> Config {
+        self.nics.push(NicSpec {
+            model,
+            pci_slot: None,
+        });
+        self
+    }
+
+    /// Adds a NIC in PCI slot `slot` of bus 0 (so tests know its address `00:SS.0`).
+    pub fn with_nic_at(mut self, model: NicModel, slot: u8) -> Config {
+        self.nics.push(NicSpec {
+            model,
+            pci_slot: Some(slot),
+        });
+        self
+    }
+
+    /// Asks for KVM (used only when `/dev/kvm` works).
+    pub fn with_kvm(mut self, kvm: bool) -> Config {
+        self.kvm = kvm;
+        self
+    }
+
+    /// Sets the hard timeout of the run.
+    pub fn with_timeout(mut self, timeout: Duration) -> Config {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the `-cpu` model.
+    pub fn with_cpu(mut self, cpu: impl Into<String>) -> Config {
+        self.cpu = Some(cpu.into());
+        self
+    }
+
+    /// Appends raw QEMU arguments.
+    pub fn with_args<I, S>(mut self, args: I) -> Config
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Checks that the combination makes sense before QEMU is started.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.boot, self.firmware) {
+            (Boot::Kernel(_), Firmware::Direct) | (Boot::Disk(_), Firmware::SeaBios) => {}
+            (Boot::Disk(_), Firmware::Ovmf) => {}
+            (Boot::Kernel(_), f) => {
+                return Err(format!(
+                    "an ELF boots only directly; firmware `{}` needs a disk image",
+                    f.name()
+                ))
+            }
+            (Boot::Disk(_), Firmware::Direct) => {
+                return Err("a disk image needs firmware seabios or ovmf, not direct".into())
+            }
+        }
+        if self.cores == 0 || self.cores > 255 {
+            return Err(format!("cores must be 1..=255, not {}", self.cores));
+        }
+        if self.memory_mib < 32 {
+            return Err(format!(
+                "memory must be at least 32 MiB, not {}",
+                self.memory_mib
+            ));
+        }
+        Ok(())
+    }
+
+    /// The MAC address given to NIC `index`: locally administered, 52:54:00:12:34:(0x56+index).
+    pub fn mac(index: usize) -> [u8; 6] {
+        [
+            0x52,
+            0x54,
+            0x00,
+            0x12,
+            0x34,
+            0x56u8.wrapping_add(index as u8),
+        ]
+    }
+
+    /// The QEMU arguments for this configuration. `run_dir` holds the run's sockets and the
+    /// OVMF variable store; `accel_kvm` says whether KVM was found usable.
+    pub fn args(&self, paths: &RunPaths, accel_kvm: bool) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(OsString::from(s));
+        push("-machine");
+        push(self.machine.name());
+        push("-accel");
+        push(if accel_kvm { "kvm" } else { "tcg" });
+        if let Some(cpu) = &self.cpu {
+            push("-cpu");
+            push(cpu);
+        }
+        push("-smp");
+        push(&self.cores.to_string());
+        push("-m");
+        push(&format!("{}M", self.memory_mib));
+        // Order matters: `-nic none` first, or q35 adds its default e1000e.
+        push("-nic");
+        push("none");
+        push("-no-reboot");
+        push("-display");
+        push("none");
+        push("-serial");
+        push("stdio");
+        push("-monitor");
+        push(&format!(
+            "unix:{},server=on,wait=off",
+            paths.monitor.display()
+        ));
+        push("-device");
+        push(&format!(
+            "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04"
+        ));
+        for (i, nic) in self.nics.iter().enumerate() {
+            let m = Config::mac(i);
+            push("-netdev");
+            push(&format!(
+                "stream,id=net{i},server=on,addr.type=unix,addr.path={}",
+                paths.nic(i).display()
+            ));
+            let mut dev = format!(
+                "{},netdev=net{i},id=nic{i},mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                nic.model.device(),
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5]
+            );
+            if let Some(slot) = nic.pci_slot {
+                dev.push_str(&format!(",addr={slot:#x}"));
+            }
+            push("-device");
+            push(&dev);
+        }
+        if self.firmware == Firmware::Ovmf {
+            push("-drive");
+            push(&format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            ));
+            push("-drive");
+            push(&format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                paths.ovmf_vars.display()
+            ));
+        }
+        match &self.boot {
+            Boot::Kernel(elf) => {
+                a.push("-kernel".into());
+                a.push(elf.clone().into_os_string());
+            }
+            Boot::Disk(img) => {
+                // Read-only snapshot: the run never changes the image it was given.
+                let mut d = OsString::from("format=raw,media=disk,snapshot=on,file=");
+                d.push(img.as_os_str());
+                a.push("-drive".into());
+                a.push(d);
+            }
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+}
+
+/// Where one run keeps its files (all inside a private temporary directory).
+#[derive(Clone, Debug)]
+pub struct RunPaths {
+    /// The directory itself.
+    pub dir: PathBuf,
+    /// HMP monitor socket.
+    pub monitor: PathBuf,
+    /// Writable copy of the OVMF variable store.
+    pub ovmf_vars: PathBuf,
+}
+
+impl RunPaths {
+    /// The paths inside `dir`.
+    pub fn new(dir: &Path) -> RunPaths {
+        RunPaths {
+            dir: dir.to_path_buf(),
+            monitor: dir.join("monitor.sock"),
+            ovmf_vars: dir.join("OVMF_VARS.fd"),
+        }
+    }
+
+    /// The stream socket of NIC `index`.
+    pub fn nic(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("nic{index}.sock"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(c: &Config) -> String {
+        let p = RunPaths::new(Path::new("/run/x"));
+        c.args(&p, false)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn direct_boot_arguments() {
+        let c = Config::kernel("/k.elf")
+            .with_cores(4)
+            .with_machine(Machine::Pc);
+        let s = joined(&c);
+        assert!(s.starts_with("-machine pc -accel tcg -smp 4 -m 256M -nic none -no-reboot"));
+        assert!(s.contains("-display none -serial stdio"));
+        assert!(s.contains("-monitor unix:/run/x/monitor.sock,server=on,wait=off"));
+        assert!(s.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        assert!(s.ends_with("-kernel /k.elf"));
+        assert!(!s.contains("pflash"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn nic_none_comes_before_any_nic() {
+        let c = Config::kernel("/k")
+            .with_nic(NicModel::Igb)
+            .with_nic(NicModel::VirtioNet)
+            .with_nic_at(NicModel::E1000e, 7);
+        let s = joined(&c);
+        let none = s.find("-nic none").unwrap();
+        let igb = s
+            .find("-device igb,netdev=net0,id=nic0,mac=52:54:00:12:34:56")
+            .unwrap();
+        assert!(none < igb);
+        assert!(s.contains(
+            "-netdev stream,id=net1,server=on,addr.type=unix,addr.path=/run/x/nic1.sock"
+        ));
+        assert!(s.contains("-device virtio-net-pci,netdev=net1,id=nic1,mac=52:54:00:12:34:57"));
+        assert!(s.contains("-device e1000e,netdev=net2,id=nic2,mac=52:54:00:12:34:58,addr=0x7"));
+    }
+
+    #[test]
+    fn ovmf_uses_two_pflash_drives_and_a_private_vars_copy() {
+        let c = Config::disk("/d.img", Firmware::Ovmf);
+        let s = joined(&c);
+        assert!(s.contains(
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+        ));
+        assert!(s.contains("-drive if=pflash,format=raw,unit=1,file=/run/x/OVMF_VARS.fd"));
+        assert!(s.ends_with("-drive format=raw,media=disk,snapshot=on,file=/d.img"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn seabios_disk_has_no_pflash_and_kvm_is_passed_on() {
+        let c = Config::disk("/d.img", Firmware::SeaBios);
+        assert!(!joined(&c).contains("pflash"));
+        let p = RunPaths::new(Path::new("/r"));
+        let a = c.args(&p, true);
+        assert_eq!(a[3], "kvm");
+    }
+
+    #[test]
+    fn invalid_combinations_are_refused() {
+        assert!(Config::kernel("/k")
+            .with_cores(1)
+            .clone()
+            .validate()
+            .is_ok());
+        let mut c = Config::kernel("/k");
+        c.firmware = Firmware::Ovmf;
+        assert!(c.validate().unwrap_err().contains("disk image"));
+        let mut c = Config::disk("/d", Firmware::SeaBios);
+        c.firmware = Firmware::Direct;
+        assert!(c.validate().is_err());
+        assert!(Config::kernel("/k").with_cores(0).validate().is_err());
+        assert!(Config::kernel("/k").with_memory_mib(8).validate().is_err());
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!("q35".parse::<Machine>().unwrap(), Machine::Q35);
+        assert_eq!("pc".parse::<Machine>().unwrap(), Machine::Pc);
+        assert!("isapc".parse::<Machine>().is_err());
+        assert_eq!("ovmf".parse::<Firmware>().unwrap(), Firmware::Ovmf);
+        assert_eq!("seabios".parse::<Firmware>().unwrap(), Firmware::SeaBios);
+        assert_eq!("direct".parse::<Firmware>().unwrap(), Firmware::Direct);
+        assert_eq!("igb".parse::<NicModel>().unwrap(), NicModel::Igb);
+        assert_eq!(
+            "virtio-net".parse::<NicModel>().unwrap(),
+            NicModel::VirtioNet
+        );
+        assert_eq!("e1000e".parse::<NicModel>().unwrap(), NicModel::E1000e);
+    }
+}

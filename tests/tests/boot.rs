@@ -1,0 +1,119 @@
+//! Boot tests of the default image (apps/sysinfo): the ELF directly on q35 and pc with 1, 2
+//! and 4 cores, and the disk image through GRUB under SeaBIOS and OVMF. Each boot must report
+//! every core online, list the machine's host bridge on the PCI scan and exit with success.
+
+use std::time::Instant;
+
+use qemu::{Config, ExitStatus, Firmware, Machine};
+use tests::{
+    app_elf, boot, default_disk_image, parse_cores_online, parse_pci_line, timeout_for, Vm,
+};
+
+/// The host bridge every machine type has (q35: MCH 8086:29c0; pc: i440FX 8086:1237).
+fn host_bridge(m: Machine) -> (u16, u16) {
+    match m {
+        Machine::Q35 => (0x8086, 0x29c0),
+        Machine::Pc => (0x8086, 0x1237),
+    }
+}
+
+fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32) {
+    let t = Instant::now();
+    let line = vm.expect_line("`cores online: N`", |l| parse_cores_online(l).is_some());
+    let up = vm.elapsed();
+    assert_eq!(
+        parse_cores_online(&line),
+        Some(cores),
+        "{what}: wrong core count; console:\n{}",
+        vm.report()
+    );
+    vm.expect_exit(ExitStatus::Success);
+    let (v, d) = host_bridge(machine);
+    let pci: Vec<_> = vm
+        .lines()
+        .iter()
+        .filter_map(|l| parse_pci_line(l))
+        .collect();
+    assert!(
+        pci.iter()
+            .any(|p| p.vendor == v && p.device == d && p.address == "00:00.0"),
+        "{what}: no host bridge {v:04x}:{d:04x} at 00:00.0 in the PCI scan; console:\n{}",
+        vm.report()
+    );
+    eprintln!(
+        "{what}: QEMU start to `cores online: {cores}` {:.3} s, to exit {:.3} s more",
+        up.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+}
+
+fn direct(machine: Machine, cores: u32) {
+    let elf = app_elf("sysinfo");
+    let vm = boot(
+        Config::kernel(elf)
+            .with_machine(machine)
+            .with_cores(cores)
+            .with_timeout(timeout_for(Firmware::Direct)),
+    );
+    check_boot(
+        vm,
+        &format!("direct {machine:?} {cores} cores"),
+        machine,
+        cores,
+    );
+}
+
+#[test]
+fn direct_q35_1_core() {
+    direct(Machine::Q35, 1);
+}
+
+#[test]
+fn direct_q35_2_cores() {
+    direct(Machine::Q35, 2);
+}
+
+#[test]
+fn direct_q35_4_cores() {
+    direct(Machine::Q35, 4);
+}
+
+#[test]
+fn direct_pc_1_core() {
+    direct(Machine::Pc, 1);
+}
+
+#[test]
+fn direct_pc_2_cores() {
+    direct(Machine::Pc, 2);
+}
+
+#[test]
+fn direct_pc_4_cores() {
+    direct(Machine::Pc, 4);
+}
+
+fn disk(firmware: Firmware, cores: u32) {
+    let img = default_disk_image();
+    let vm = boot(
+        Config::disk(img, firmware)
+            .with_cores(cores)
+            .with_timeout(timeout_for(firmware)),
+    );
+    check_boot(
+        vm,
+        &format!("disk image {firmware:?} q35 {cores} cores"),
+        Machine::Q35,
+        cores,
+    );
+}
+
+#[test]
+fn disk_image_seabios_2_cores() {
+    disk(Firmware::SeaBios, 2);
+}
+
+#[test]
+fn disk_image_ovmf_2_cores() {
+    disk(Firmware::Ovmf, 2);
+}
