@@ -67,7 +67,11 @@ fn dma_checks_pass() {
         .iter()
         .filter(|l| l.contains("FAIL") || l.starts_with("PANIC"))
         .collect();
-    assert!(bad.is_empty(), "DMA checks failed: {bad:?}\nconsole:\n{}", vm.report());
+    assert!(
+        bad.is_empty(),
+        "DMA checks failed: {bad:?}\nconsole:\n{}",
+        vm.report()
+    );
     assert!(
         lines
             .iter()

@@ -11,6 +11,27 @@ struct SysInfo {
     machine: &'static Machine,
 }
 
+/// A function's BARs on one line: ` bar0=mem:0xBASE,0xSIZE bar2=io:0xPORT,0xSIZE`.
+struct Bars<'a>(&'a [Option<Bar>; 6]);
+
+impl core::fmt::Display for Bars<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, bar) in self.0.iter().enumerate() {
+            match bar {
+                Some(Bar::Memory {
+                    base, size, is_64, ..
+                }) => {
+                    let kind = if *is_64 { "mem64" } else { "mem" };
+                    write!(f, " bar{i}={kind}:{base:#x},{size:#x}")?
+                }
+                Some(Bar::Io { port, size }) => write!(f, " bar{i}=io:{port:#x},{size:#x}")?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes the report, one line per call of `line`.
 fn report(m: &Machine, mut line: impl FnMut(Arguments<'_>)) {
     line(format_args!(
@@ -29,21 +50,7 @@ fn report(m: &Machine, mut line: impl FnMut(Arguments<'_>)) {
     let via = if m.pci_ecam { "ECAM" } else { "legacy ports" };
     line(format_args!("pci: {} functions via {}", m.pci.len(), via));
     for f in m.pci {
-        line(format_args!("{f}"));
-        for (i, bar) in f.bars.iter().enumerate() {
-            match bar {
-                Some(Bar::Memory {
-                    base, size, is_64, ..
-                }) => {
-                    let width = if *is_64 { " 64-bit" } else { "" };
-                    line(format_args!("  bar{i} mem {base:#x} size {size:#x}{width}"))
-                }
-                Some(Bar::Io { port, size }) => {
-                    line(format_args!("  bar{i} io {port:#x} size {size:#x}"))
-                }
-                None => {}
-            }
-        }
+        line(format_args!("{f}{}", Bars(&f.bars)));
     }
 }
 
