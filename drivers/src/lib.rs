@@ -24,7 +24,7 @@ pub mod fake;
 #[allow(unsafe_code)]
 pub mod hal;
 pub mod igb;
-//pub mod ixgbe;
+pub mod ixgbe;
 pub mod mmio;
 pub mod regs;
 pub mod ring;
