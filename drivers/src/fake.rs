@@ -242,6 +242,31 @@ impl RegIo for FakeRegs {
         }
     }
 
+    /// Reads the containing 32-bit word (logged as a read of that word) and extracts.
+    fn read16(&self, reg: Reg) -> u16 {
+        (self.read32(Reg(reg.0 & !3)) >> ((reg.0 & 2) * 8)) as u16
+    }
+
+    /// Read-modify-writes the containing word without logging the read; the write is logged
+    /// (and hooked) as a write of the whole word.
+    fn write16(&self, reg: Reg, value: u16) {
+        let word = Reg(reg.0 & !3);
+        let shift = (reg.0 & 2) * 8;
+        let old = self.get(word);
+        self.write32(word, (old & !(0xFFFF << shift)) | (value as u32) << shift);
+    }
+
+    fn read8(&self, reg: Reg) -> u8 {
+        (self.read32(Reg(reg.0 & !3)) >> ((reg.0 & 3) * 8)) as u8
+    }
+
+    fn write8(&self, reg: Reg, value: u8) {
+        let word = Reg(reg.0 & !3);
+        let shift = (reg.0 & 3) * 8;
+        let old = self.get(word);
+        self.write32(word, (old & !(0xFF << shift)) | (value as u32) << shift);
+    }
+
     fn wait_begin(&self, reg: Reg, mask: u32, set: bool) {
         let mut inner = self.inner();
         if inner.logging {

@@ -29,6 +29,7 @@ pub mod mmio;
 pub mod regs;
 pub mod ring;
 pub mod toeplitz;
+pub mod virtio;
 
 pub use error::{Error, Result};
 pub use hal::{DmaRegion, Hal, PciAddr};

@@ -57,20 +57,21 @@ impl Mmio {
         self.len == 0
     }
 
-    fn ptr(&self, reg: Reg) -> *mut u32 {
+    fn ptr<T>(&self, reg: Reg) -> *mut T {
         let off = reg.0 as usize;
+        let size = core::mem::size_of::<T>();
         assert!(
-            off.is_multiple_of(4) && off + 4 <= self.len,
+            off.is_multiple_of(size) && off + size <= self.len,
             "register {off:#x} outside BAR"
         );
-        self.base.as_ptr().wrapping_add(off).cast::<u32>()
+        self.base.as_ptr().wrapping_add(off).cast::<T>()
     }
 }
 
 impl RegIo for Mmio {
     #[inline]
     fn read32(&self, reg: Reg) -> u32 {
-        let p = self.ptr(reg);
+        let p = self.ptr::<u32>(reg);
         // SAFETY: `ptr` checked the offset is aligned and inside the BAR, which `new`'s
         // contract guarantees is mapped uncached device memory for the program's lifetime.
         unsafe { p.read_volatile() }
@@ -78,8 +79,32 @@ impl RegIo for Mmio {
 
     #[inline]
     fn write32(&self, reg: Reg, value: u32) {
-        let p = self.ptr(reg);
+        let p = self.ptr::<u32>(reg);
         // SAFETY: as in `read32`.
+        unsafe { p.write_volatile(value) }
+    }
+
+    fn read16(&self, reg: Reg) -> u16 {
+        let p = self.ptr::<u16>(reg);
+        // SAFETY: as in `read32` (naturally aligned 16-bit access inside the BAR).
+        unsafe { p.read_volatile() }
+    }
+
+    fn write16(&self, reg: Reg, value: u16) {
+        let p = self.ptr::<u16>(reg);
+        // SAFETY: as in `read16`.
+        unsafe { p.write_volatile(value) }
+    }
+
+    fn read8(&self, reg: Reg) -> u8 {
+        let p = self.ptr::<u8>(reg);
+        // SAFETY: as in `read32` (byte access inside the BAR).
+        unsafe { p.read_volatile() }
+    }
+
+    fn write8(&self, reg: Reg, value: u8) {
+        let p = self.ptr::<u8>(reg);
+        // SAFETY: as in `read8`.
         unsafe { p.write_volatile(value) }
     }
 }

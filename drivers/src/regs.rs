@@ -17,6 +17,14 @@ pub trait RegIo {
     fn read32(&self, reg: Reg) -> u32;
     /// Writes a register.
     fn write32(&self, reg: Reg, value: u32);
+    /// Reads a 16-bit register at a 2-aligned offset (virtio's common configuration).
+    fn read16(&self, reg: Reg) -> u16;
+    /// Writes a 16-bit register at a 2-aligned offset.
+    fn write16(&self, reg: Reg, value: u16);
+    /// Reads an 8-bit register.
+    fn read8(&self, reg: Reg) -> u8;
+    /// Writes an 8-bit register.
+    fn write8(&self, reg: Reg, value: u8);
     /// Called once at the start of every timed wait (the fake logs it; hardware ignores it).
     fn wait_begin(&self, _reg: Reg, _mask: u32, _set: bool) {}
     /// Read-modify-write: sets `bits`.
@@ -59,4 +67,24 @@ pub fn wait_bits<R: RegIo, H: Hal>(
 /// Milliseconds to nanoseconds, for readable timeouts.
 pub const fn ms(n: u64) -> u64 {
     n * 1_000_000
+}
+
+/// Polls `done()` until it returns true, for at most `timeout_ns`; on timeout returns `err`.
+/// For waits that are not a simple bit test of one 32-bit register.
+pub fn wait_until<H: Hal>(
+    hal: &H,
+    timeout_ns: u64,
+    err: Error,
+    mut done: impl FnMut() -> bool,
+) -> Result<()> {
+    let start = hal.now_ns();
+    loop {
+        if done() {
+            return Ok(());
+        }
+        if hal.now_ns().wrapping_sub(start) >= timeout_ns {
+            return Err(err);
+        }
+        hal.delay_ns(1_000);
+    }
 }
