@@ -17,12 +17,34 @@ pub enum HashType {
     Ipv4 = 2,
     /// IPv6 + TCP 4-tuple.
     TcpIpv6 = 3,
+    /// IPv6 2-tuple with extension-header addresses (QEMU's igb reports this type for
+    /// plain IPv6 too; the hash input is the same without extension headers).
+    Ipv6Ex = 4,
     /// IPv6 2-tuple.
     Ipv6 = 5,
+    /// IPv6 + TCP 4-tuple, extension-header variant (what QEMU's igb reports for TCPv6).
+    TcpIpv6Ex = 6,
     /// IPv4 + UDP 4-tuple.
     UdpIpv4 = 7,
     /// IPv6 + UDP 4-tuple.
     UdpIpv6 = 8,
+}
+
+impl HashType {
+    /// Decodes the descriptor's 4-bit RSS type (unknown codes map to `None`).
+    pub fn from_descriptor(code: u8) -> HashType {
+        match code & 0xF {
+            1 => HashType::TcpIpv4,
+            2 => HashType::Ipv4,
+            3 => HashType::TcpIpv6,
+            4 => HashType::Ipv6Ex,
+            5 => HashType::Ipv6,
+            6 => HashType::TcpIpv6Ex,
+            7 => HashType::UdpIpv4,
+            8 => HashType::UdpIpv6,
+            _ => HashType::None,
+        }
+    }
 }
 
 /// Which inputs the NIC hashes (the MRQC field-enable bits).
