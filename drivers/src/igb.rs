@@ -271,6 +271,7 @@ pub struct Igb<R: RegIo> {
     regs: R,
     mac: MacAddr,
     rx_queues: u16,
+    link_up: bool,
     tx_queues: u16,
     stats: IgbStats,
     eeprom_auto_read: bool,
@@ -380,6 +381,7 @@ pub fn init<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>(
         regs: regs.clone(),
         mac,
         rx_queues: cfg.rx_queues,
+        link_up: false,
         tx_queues: cfg.tx_queues,
         stats: IgbStats::default(),
         eeprom_auto_read,
@@ -536,6 +538,19 @@ impl<R: RegIo> Igb<R> {
             up,
             speed_mbps,
             full_duplex: s & STATUS_FD != 0,
+        }
+    }
+
+    /// Polls the link; returns the new state when it differs from the last poll (or from
+    /// "down" at start). Call it periodically from the control core to notice cable
+    /// pulls and QEMU's `set_link`.
+    pub fn poll_link_change(&mut self) -> Option<LinkStatus> {
+        let now = self.link_status();
+        if now.up != self.link_up {
+            self.link_up = now.up;
+            Some(now)
+        } else {
+            None
         }
     }
 

@@ -290,6 +290,7 @@ pub struct Ixgbe<R: RegIo> {
     regs: R,
     mac: MacAddr,
     rx_queues: u16,
+    link_up: bool,
     stats: IxgbeStats,
 }
 
@@ -387,6 +388,7 @@ pub fn init<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>(
         regs: regs.clone(),
         mac: MacAddr([lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]]),
         rx_queues: cfg.rx_queues,
+        link_up: false,
         stats: IxgbeStats::default(),
     };
     // §4.6.5: statistics (clear on read).
@@ -520,6 +522,19 @@ impl<R: RegIo> Ixgbe<R> {
             up,
             speed_mbps,
             full_duplex: up,
+        }
+    }
+
+    /// Polls the link; returns the new state when it differs from the last poll (or from
+    /// "down" at start). Call it periodically from the control core to notice cable
+    /// pulls and QEMU's `set_link`.
+    pub fn poll_link_change(&mut self) -> Option<LinkStatus> {
+        let now = self.link_status();
+        if now.up != self.link_up {
+            self.link_up = now.up;
+            Some(now)
+        } else {
+            None
         }
     }
 

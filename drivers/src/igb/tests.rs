@@ -428,3 +428,19 @@ fn queue_handles_are_send() {
     fn rx<T: NicRx>() {}
     rx::<IgbRx<Mmio, 512>>();
 }
+
+#[test]
+fn link_changes_are_reported_once_each() {
+    let (regs, hal) = (model(), FakeHal::new());
+    let mut parts = up(&regs, &hal, &IgbConfig::symmetric(1)).unwrap();
+    assert!(parts.ctl.poll_link_change().unwrap().up);
+    assert_eq!(parts.ctl.poll_link_change(), None);
+    regs.set(STATUS, 0);
+    assert!(!parts.ctl.poll_link_change().unwrap().up);
+    assert_eq!(parts.ctl.poll_link_change(), None);
+    regs.set(STATUS, STATUS_LU | STATUS_FD | 2 << 6);
+    assert_eq!(
+        parts.ctl.poll_link_change().map(|l| l.speed_mbps),
+        Some(1000)
+    );
+}
