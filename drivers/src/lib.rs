@@ -26,6 +26,7 @@ pub mod hal;
 pub mod igb;
 pub mod ixgbe;
 pub mod mmio;
+pub mod nic;
 pub mod regs;
 pub mod ring;
 pub mod toeplitz;
