@@ -13,7 +13,36 @@
 //! [`Error`].
 //!
 //! `unsafe` lives only in [`mmio`], [`dma`], [`ring`] (the data path), [`virtio`]'s
-//! virtqueue and the [`hal::Hal`] trait declaration.
+//! virtqueue and the [`hal::Hal`] trait declaration (plus the host-only `fake` module).
+//!
+//! # Using it from the kernel
+//!
+//! The kernel implements [`Hal`] (DMA memory with physical addresses, uncached BAR mapping,
+//! a monotonic clock, PCI configuration access), then per NIC:
+//!
+//! ```ignore
+//! let parts = drivers::nic::open::<_, 512>(&hal, pci_addr, cores)?; // or igb::open, ...
+//! parts.ctl.wait_link(&hal, 5_000_000_000)?;                       // control core
+//! for (core, rx) in parts.rx.into_iter().enumerate() { /* move rx to `core` */ }
+//! // on each core:
+//! loop { rx.rx_batch(|frame, meta| monitor.on_frame(frame, meta)); }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`hal`]: the platform trait and PCI helpers; [`regs`], [`mmio`]: register access and
+//!   timed waits; [`dma`]: DMA memory; [`ring`]: Intel advanced-descriptor queues.
+//! - [`igb`] (82576/I350, QEMU `-device igb`), [`ixgbe`] (82599/X520), [`virtio`]
+//!   (virtio-net, modern PCI), [`nic`] (pick one by PCI id).
+//! - [`toeplitz`]: software RSS hash and queue prediction.
+//! - `fake` (feature `fake`, host only): `FakeRegs`, `FakeHal`, `FakeRxDevice`,
+//!   `bench_rx_cost` (used by `cargo run --release -p drivers --example rx_cost`).
+//!
+//! # QEMU igb notes for test authors
+//!
+//! QEMU holds frames back (no loss) while *every* enabled ring is full; a frame is dropped
+//! (and counted in that queue's `RQDPC`) only when RSS picks a full ring while another ring
+//! has room. An overrun test therefore needs two or more queues with one left unpolled.
 #![cfg_attr(not(any(test, feature = "fake")), no_std)]
 #![deny(unsafe_code)]
 
