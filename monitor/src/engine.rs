@@ -24,7 +24,8 @@ use crate::flow::{
 };
 use crate::intake::{self, Addrs, FragTable, Tcp, L3};
 use crate::reasm::{
-    Pool, SideState, S_BUF_OFF, S_FIN_SENT, S_LAST, S_NEWDATA, S_ORIGIN, S_SYNACK_SENT, S_SYN_SENT,
+    Pool, SideState, S_BUF_OFF, S_FIN_SENT, S_LAST, S_NEWDATA, S_ORIGIN, S_PEER_FIN, S_SYNACK_SENT,
+    S_SYN_SENT,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -699,7 +700,7 @@ fn end_flow<M: Middlebox>(
 }
 
 fn free_flow<F>(core: &mut Core<'_, F>, flow: u32) {
-    let hash = core.flows[flow as usize].hash;
+    let hash = core.flows[flow as usize].hash as u64;
     flow::remove(core.index, core.flows, hash, flow);
     let pool = &mut core.pool;
     let f = &mut core.flows[flow as usize];
@@ -801,10 +802,16 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     pub fn free_chunks(&self) -> usize {
         self.core.pool.nfree as usize
     }
-    /// Bytes of monitor state per flow slot (the idle-flow cost, index share included).
+    /// Bytes of monitor state per flow (the cost of an idle flow: its slot plus its share of
+    /// the hash index), excluding the middlebox's own per-flow state `M::Flow`.
     pub fn flow_state_bytes(&self) -> usize {
-        core::mem::size_of::<FlowSlot<M::Flow>>()
+        core::mem::size_of::<FlowSlot<()>>()
             + core::mem::size_of_val::<[Bucket]>(self.core.index) / self.core.flows.len()
+    }
+
+    /// Bytes of the user's per-flow state as stored in a slot (`Option<M::Flow>`).
+    pub fn user_state_bytes(&self) -> usize {
+        core::mem::size_of::<FlowSlot<M::Flow>>() - core::mem::size_of::<FlowSlot<()>>()
     }
     /// See [`Ctx::ppeek`].
     pub fn ppeek(
@@ -977,7 +984,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             let i = self.core.sweep % len;
             self.core.sweep = (i + 1) % len;
             let f = &self.core.flows[i];
-            if f.live() && self.core.now.saturating_sub(f.last_seen) >= timeout {
+            if f.live() && flow::idle_us(self.core.now, f.last_seen) >= timeout {
                 self.core.counters.flows_timed_out += 1;
                 end_flow(&mut self.mb, &mut self.core, i as u32, None, Side::Client);
             }
@@ -1099,8 +1106,9 @@ fn alloc_slot<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>) -> Option<
         for k in 0..EVICT_SCAN.min(len) {
             let i = (core.sweep + k) % len;
             let f = &core.flows[i];
-            if f.live() && best.is_none_or(|(t, _)| f.last_seen < t) {
-                best = Some((f.last_seen, i));
+            let idle = flow::idle_us(core.now, f.last_seen);
+            if f.live() && best.is_none_or(|(t, _)| idle > t) {
+                best = Some((idle, i));
             }
         }
         core.sweep = (core.sweep + EVICT_SCAN) % len;
@@ -1134,8 +1142,8 @@ fn create_flow<M: Middlebox>(
     f.gen = gen;
     f.pend_next = pend_next;
     f.key = key;
-    f.hash = hash;
-    f.last_seen = core.now;
+    f.hash = hash as u32;
+    f.last_seen = flow::tick_of(core.now);
     f.flags = F_LIVE
         | pend
         | if client_is_a { F_CLIENT_IS_A } else { 0 }
@@ -1229,7 +1237,7 @@ fn process_tcp<M: Middlebox>(
         }
     };
     let f = &mut core.flows[slot as usize];
-    f.last_seen = core.now;
+    f.last_seen = flow::tick_of(core.now);
     if f.flags & F_STOPPED != 0 {
         core.counters.dropped[DropReason::Unmonitored as usize] += 1;
         return;
@@ -1359,12 +1367,8 @@ fn process_tcp<M: Middlebox>(
             f.sides[si].flags |= S_FIN_SENT;
             f.sides[si].fin_ack = fin_seq.wrapping_add(1);
             let r = &mut f.sides[ri];
-            if r.has(S_ORIGIN) {
-                let off = r.off_of(fin_seq);
-                r.peer_fin = if off < 0 { 0 } else { off as u64 };
-            } else {
-                r.peer_fin = 0;
-            }
+            r.peer_fin = fin_seq;
+            r.flags |= S_PEER_FIN;
             match TcpState::from_u8(f.sides[si].state) {
                 TcpState::Established | TcpState::SynRcvd => {
                     set_state(mb, core, slot, fr, snd, TcpState::FinWait1, snd)
@@ -1395,7 +1399,8 @@ fn peer_fin_in_order<M: Middlebox>(
 ) {
     let rcv = snd.peer();
     let r = &core.flows[slot as usize].sides[rcv.index()];
-    if r.peer_fin == u64::MAX || r.peer_fin > r.cont_end {
+    // In order once every byte before the FIN arrived (always, without a stream origin).
+    if !r.has(S_PEER_FIN) || (r.has(S_ORIGIN) && r.off_of(r.peer_fin) > r.cont_end as i64) {
         return;
     }
     match TcpState::from_u8(r.state) {

@@ -96,8 +96,10 @@ pub(crate) const F_PICKED: u8 = 16;
 #[derive(Debug)]
 pub struct FlowSlot<F> {
     pub(crate) key: FlowKey,
-    pub(crate) hash: u64,
-    pub(crate) last_seen: u64,
+    /// Low 32 bits of the key's hash (the home bucket; the index holds at most 2^32 buckets).
+    pub(crate) hash: u32,
+    /// Last activity, in ticks of 1024 µs (wrapping; see `tick_of`).
+    pub(crate) last_seen: u32,
     pub(crate) gen: u32,
     pub(crate) next_free: u32,
     pub(crate) pend_next: u32,
@@ -124,6 +126,18 @@ impl<F> FlowSlot<F> {
     pub(crate) fn live(&self) -> bool {
         self.flags & F_LIVE != 0
     }
+}
+
+/// Time in ticks of 1024 µs, as kept in `FlowSlot::last_seen`.
+#[inline]
+pub(crate) fn tick_of(now_us: u64) -> u32 {
+    (now_us >> 10) as u32
+}
+
+/// Microseconds since `last` (a tick), exact to a tick; wraps after about 50 days.
+#[inline]
+pub(crate) fn idle_us(now_us: u64, last: u32) -> u64 {
+    (tick_of(now_us).wrapping_sub(last) as u64) << 10
 }
 
 /// One index bucket: a hash tag (0 = empty) and the slot it names.
@@ -254,21 +268,21 @@ mod tests {
         for (i, f) in flows.iter_mut().enumerate() {
             let (k, _) = FlowKey::new(false, &[i as u8; 16], 1, &[0; 16], 2);
             f.key = k;
-            f.hash = (i as u64 % 5) | ((i as u64) << 40); // clustered home buckets
+            f.hash = (i as u32 % 5) | ((i as u32) << 24); // clustered home buckets
             f.flags = F_LIVE;
         }
         for (i, f) in flows.iter().enumerate() {
-            insert(&mut index, f.hash, i as u32);
+            insert(&mut index, f.hash as u64 | (7 << 32), i as u32);
         }
         let mut alive = vec![true; n];
         for step in 0..n {
             let i = (step * 37) % n;
             let h = flows[i].hash;
-            remove(&mut index, &flows, h, i as u32);
+            remove(&mut index, &flows, h as u64, i as u32);
             flows[i].flags = 0;
             alive[i] = false;
             for (j, f) in flows.iter().enumerate() {
-                let got = lookup(&index, &flows, &f.key, f.hash);
+                let got = lookup(&index, &flows, &f.key, f.hash as u64 | (7 << 32));
                 assert_eq!(got.is_some(), alive[j], "slot {j} after removing {i}");
             }
         }

@@ -80,6 +80,7 @@ pub(crate) const S_NEWDATA: u8 = 8;
 pub(crate) const S_FIN_SENT: u8 = 16;
 pub(crate) const S_SYN_SENT: u8 = 32;
 pub(crate) const S_SYNACK_SENT: u8 = 64;
+pub(crate) const S_PEER_FIN: u8 = 128;
 
 /// One side of a flow: the TCP state of that endpoint and the buffer of the bytes it receives.
 #[derive(Debug)]
@@ -93,8 +94,8 @@ pub(crate) struct SideState {
     pub rcv_isn: u32,
     /// Sequence number that acknowledges this endpoint's FIN (valid with `S_FIN_SENT`).
     pub fin_ack: u32,
-    /// Offset of the peer's FIN in the stream this side receives (`u64::MAX`: none seen).
-    pub peer_fin: u64,
+    /// Sequence number of the peer's FIN (valid with `S_PEER_FIN`).
+    pub peer_fin: u32,
     pub cont_end: u64,
     pub cursor: u64,
     pub base: u64,
@@ -127,7 +128,7 @@ impl SideState {
         nisl: 0,
         rcv_isn: 0,
         fin_ack: 0,
-        peer_fin: u64::MAX,
+        peer_fin: 0,
         cont_end: 0,
         cursor: 0,
         base: 0,
