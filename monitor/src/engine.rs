@@ -853,6 +853,14 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     pub fn endpoints(&self, flow: FlowHandle) -> Result<Endpoints, PeekError> {
         self.core.endpoints(flow)
     }
+    /// See [`Ctx::window_scale`].
+    pub fn window_scale(&self, flow: FlowHandle, side: Side) -> Result<Option<u8>, PeekError> {
+        self.core.window_scale(flow, side)
+    }
+    /// See [`Ctx::picked_up`].
+    pub fn picked_up(&self, flow: FlowHandle) -> Result<bool, PeekError> {
+        Ok(self.core.slot_of(flow)?.flags & F_PICKED != 0)
+    }
     /// See [`Ctx::set_overlap`].
     pub fn set_overlap(
         &mut self,

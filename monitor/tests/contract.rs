@@ -911,7 +911,10 @@ fn rule_17_orphans_and_optional_pickup() {
 #[test]
 fn rule_18_per_core_timers_one_shot_and_periodic() {
     let mut st = storage();
-    let rec = Recorder { arm: vec![(1, 5_000, 0), (2, 1_000, 2_000)], ..Default::default() };
+    let rec = Recorder {
+        arm: vec![(1, 5_000, 0), (2, 1_000, 2_000)],
+        ..Default::default()
+    };
     let mut m = Monitor::new(rec, cfg(), st.storage()).unwrap();
     for t in (0..=10_000).step_by(500) {
         m.tick(t);
