@@ -57,6 +57,9 @@ mod api;
 mod config;
 mod engine;
 mod flow;
+#[cfg(feature = "std")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod intake;
 mod reasm;
 

@@ -1,6 +1,6 @@
 //! Property tests: random segment orders, overlaps with conflicting bytes, duplicates and
-#![allow(clippy::needless_range_loop)]
 //! losses, compared byte for byte with a simple reference model (a `Vec<Option<u8>>` per side).
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 
