@@ -104,6 +104,8 @@ pub struct Storage<'a, F> {
     pub index: &'a mut [Bucket],
     /// The chunk pool.
     pub chunks: &'a mut [Chunk],
+    /// One chain link per chunk (`links.len() == chunks.len()`; any initial contents).
+    pub links: &'a mut [u32],
     /// The IP fragment reassembly table.
     pub frags: &'a mut [FragSlot],
 }
@@ -115,7 +117,7 @@ pub enum ConfigError {
     FlowCapacity,
     /// `index.len()` is not a power of two at least twice `flows.len()`.
     IndexSize,
-    /// `chunks` holds `u32::MAX` or more chunks.
+    /// `chunks` holds `u32::MAX` or more chunks, or `links` is not as long as `chunks`.
     PoolSize,
     /// Too many user-defined events (more than [`MAX_USER_EVENTS`]) or a parent that is no event.
     BadEvent,
@@ -141,6 +143,7 @@ pub struct HostStorage<F> {
     flows: Vec<FlowSlot<F>>,
     index: Vec<Bucket>,
     chunks: Vec<Chunk>,
+    links: Vec<u32>,
     frags: Vec<FragSlot>,
 }
 
@@ -149,16 +152,20 @@ impl<F> HostStorage<F> {
     /// Allocate room for `flows` concurrent flows, a pool of `chunks` chunks and `frag_slots`
     /// IP datagrams in reassembly. Example: 16 MiB per side needs
     /// `Config { side_capacity: 16 << 20, .. }` and a pool of, say, `(1 << 30) / CHUNK_SIZE`
-    /// chunks (1 GiB shared by all flows of the core).
+    /// chunks (1 GiB shared by all flows of the core; allocated zeroed, so only the chunks
+    /// actually used become resident).
     pub fn new(flows: usize, chunks: usize, frag_slots: usize) -> Self {
         let flows_v: Vec<FlowSlot<F>> = (0..flows).map(|_| FlowSlot::EMPTY).collect();
         let index = vec![Bucket::EMPTY; (flows.max(1) * 2).next_power_of_two()];
-        let chunks = vec![Chunk::EMPTY; chunks];
+        // Zeroed allocations: the pool's pages become resident only when chunks are used.
+        let links = vec![0u32; chunks];
+        let chunks = vec![[0u8; CHUNK_SIZE]; chunks];
         let frags = vec![FragSlot::EMPTY; frag_slots];
         HostStorage {
             flows: flows_v,
             index,
             chunks,
+            links,
             frags,
         }
     }
@@ -169,6 +176,7 @@ impl<F> HostStorage<F> {
             flows: &mut self.flows,
             index: &mut self.index,
             chunks: &mut self.chunks,
+            links: &mut self.links,
             frags: &mut self.frags,
         }
     }

@@ -729,7 +729,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         if !st.index.len().is_power_of_two() || st.index.len() < 2 * n {
             return Err(ConfigError::IndexSize);
         }
-        if st.chunks.len() >= NONE as usize {
+        if st.chunks.len() >= NONE as usize || st.links.len() != st.chunks.len() {
             return Err(ConfigError::PoolSize);
         }
         for (i, f) in st.flows.iter_mut().enumerate() {
@@ -751,7 +751,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 cfg,
                 flows: st.flows,
                 index: st.index,
-                pool: Pool::new(st.chunks),
+                pool: Pool::new(st.chunks, st.links),
                 reg,
                 counters: Counters::default(),
                 now: 0,

@@ -76,4 +76,4 @@ pub use config::{
 pub use engine::{Core, Ctx, Endpoints, Monitor, Registry};
 pub use flow::{Bucket, FlowSlot};
 pub use intake::FragSlot;
-pub use reasm::Chunk;
+pub use reasm::{Chunk, EMPTY_CHUNK};

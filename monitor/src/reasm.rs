@@ -14,54 +14,59 @@ use crate::api::TcpState;
 use crate::config::{CHUNK_SIZE, MAX_ISLANDS};
 use crate::flow::NONE;
 
-/// One pool chunk. Build the pool from [`Chunk::EMPTY`].
-#[derive(Clone, Debug)]
-pub struct Chunk {
-    next: u32,
-    data: [u8; CHUNK_SIZE],
-}
+/// One pool chunk: [`CHUNK_SIZE`] bytes. Its chain link lives in `Storage::links`, so a pool
+/// allocated zeroed (`vec![[0u8; CHUNK_SIZE]; n]`) costs no memory until chunks are used.
+pub type Chunk = [u8; CHUNK_SIZE];
 
-impl Chunk {
-    /// An unused chunk.
-    pub const EMPTY: Chunk = Chunk {
-        next: NONE,
-        data: [0; CHUNK_SIZE],
-    };
-}
+/// An unused chunk, for statics.
+pub const EMPTY_CHUNK: Chunk = [0; CHUNK_SIZE];
 
-/// The per-core chunk pool: a free list threaded through the chunks.
+/// The per-core chunk pool: a free list through `links`, plus a bump index over chunks never
+/// used yet (so construction touches no chunk memory).
 #[derive(Debug)]
 pub(crate) struct Pool<'a> {
-    pub chunks: &'a mut [Chunk],
+    chunks: &'a mut [Chunk],
+    links: &'a mut [u32],
     free: u32,
+    fresh: u32,
     pub nfree: u32,
 }
 
 impl<'a> Pool<'a> {
-    pub fn new(chunks: &'a mut [Chunk]) -> Self {
-        let n = chunks.len();
-        for (i, c) in chunks.iter_mut().enumerate() {
-            c.next = if i + 1 < n { (i + 1) as u32 } else { NONE };
-        }
+    /// `links.len()` must equal `chunks.len()` (checked by `Monitor::new`).
+    pub fn new(chunks: &'a mut [Chunk], links: &'a mut [u32]) -> Self {
+        let n = chunks.len().min(links.len());
         Pool {
-            free: if n > 0 { 0 } else { NONE },
+            free: NONE,
+            fresh: 0,
             nfree: n as u32,
             chunks,
+            links,
         }
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        let i = self.free;
-        let c = self.chunks.get_mut(i as usize)?;
-        self.free = c.next;
-        c.next = NONE;
-        self.nfree -= 1;
-        Some(i)
+        if self.free != NONE {
+            let i = self.free;
+            self.free = *self.links.get(i as usize)?;
+            self.links[i as usize] = NONE;
+            self.nfree -= 1;
+            return Some(i);
+        }
+        let i = self.fresh;
+        if (i as usize) < self.chunks.len().min(self.links.len()) {
+            self.fresh += 1;
+            self.links[i as usize] = NONE;
+            self.nfree -= 1;
+            Some(i)
+        } else {
+            None
+        }
     }
 
     fn release(&mut self, i: u32) {
-        if let Some(c) = self.chunks.get_mut(i as usize) {
-            c.next = self.free;
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = self.free;
             self.free = i;
             self.nfree += 1;
         }
@@ -69,7 +74,13 @@ impl<'a> Pool<'a> {
 
     #[inline]
     fn next(&self, i: u32) -> u32 {
-        self.chunks.get(i as usize).map_or(NONE, |c| c.next)
+        self.links.get(i as usize).copied().unwrap_or(NONE)
+    }
+
+    fn set_next(&mut self, i: u32, n: u32) {
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = n;
+        }
     }
 }
 
@@ -297,8 +308,8 @@ impl SideState {
                 let Some(c) = pool.alloc() else { break };
                 if self.tail == NONE {
                     self.head = c;
-                } else if let Some(t) = pool.chunks.get_mut(self.tail as usize) {
-                    t.next = c;
+                } else {
+                    pool.set_next(self.tail, c);
                 }
                 self.tail = c;
                 self.nchunks += 1;
@@ -408,7 +419,7 @@ impl SideState {
             let Some(c) = pool.chunks.get_mut(idx as usize) else {
                 return;
             };
-            c.data[at..at + n].copy_from_slice(&src[..n]);
+            c[at..at + n].copy_from_slice(&src[..n]);
             src = &src[n..];
             off += n as u64;
         }
@@ -432,7 +443,7 @@ impl SideState {
             let Some(c) = pool.chunks.get(idx as usize) else {
                 break;
             };
-            buf[done..done + n].copy_from_slice(&c.data[at..at + n]);
+            buf[done..done + n].copy_from_slice(&c[at..at + n]);
             reached = (k, idx);
             done += n;
             off += n as u64;
