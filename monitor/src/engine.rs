@@ -207,6 +207,7 @@ pub struct Core<'a, F> {
     live: u32,
     pend_head: u32,
     sweep: usize,
+    swept_at: u64,
     batch_frames: usize,
     pkt: PacketState,
     inject: heapless::Deque<heapless::Vec<u8, INJECT_MAX>, INJECT_SLOTS>,
@@ -759,6 +760,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 live: 0,
                 pend_head: NONE,
                 sweep: 0,
+                swept_at: 0,
                 batch_frames: 0,
                 pkt: PacketState {
                     dropped: false,
@@ -770,7 +772,10 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 },
                 inject: heapless::Deque::new(),
             },
-            frags: FragTable { slots: st.frags },
+            frags: FragTable {
+                slots: st.frags,
+                used: 0,
+            },
         })
     }
 
@@ -922,7 +927,16 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         let now = core.now;
         self.frags
             .expire(now, core.cfg.frag_timeout_us, &mut core.counters);
-        self.sweep_idle(64.max(2 * self.core.batch_frames));
+        // Sweep so that the whole table is visited once per quarter of the idle timeout of
+        // elapsed time: touching cold slots is the expensive part, so no more than that.
+        let len = core.flows.len() as u128;
+        let dt = now.saturating_sub(core.swept_at) as u128;
+        let quarter = (core.cfg.idle_timeout_us / 4).max(1) as u128;
+        let n = (len * dt / quarter).min(len) as usize;
+        if n > 0 {
+            core.swept_at = now;
+            self.sweep_idle(n);
+        }
     }
 
     /// Advance time without frames (timers and idle timeouts).
@@ -1450,11 +1464,23 @@ fn store_payload<M: Middlebox>(
         (off as u64, payload)
     };
     let e = end as u64;
+    let cap = core.cfg.side_chunks();
+    if s == r.cont_end {
+        let core_ref = &mut *core;
+        let r = &mut core_ref.flows[slot as usize].sides[ri];
+        if r.append_in_order(&mut core_ref.pool, s, data, cap) {
+            if r.buffered() {
+                core_ref.counters.bytes_stored += e - s;
+            }
+            mark_new_data(core_ref, slot, ri);
+            return;
+        }
+    }
+    let r = &core.flows[slot as usize].sides[ri];
     if r.overlaps(s, e) {
         core.counters.rexmits += 1;
         raise_pair(mb, core, slot, fr, Event::REXMIT, snd);
     }
-    let cap = core.cfg.side_chunks();
     let r = &core.flows[slot as usize].sides[ri];
     let plan = r.plan(s, e, cap, core.pool.nfree);
     if plan.advance > 0 {
@@ -1487,13 +1513,19 @@ fn store_payload<M: Middlebox>(
         raise_pair(mb, core, slot, fr, Event::ERROR, snd);
     }
     if grew > 0 {
-        let f = &mut core.flows[slot as usize];
-        debug_assert!(f.sides[ri].cont_end > before);
-        f.sides[ri].flags |= S_NEWDATA;
-        if f.flags & F_IN_PEND == 0 {
-            f.flags |= F_IN_PEND;
-            f.pend_next = core.pend_head;
-            core.pend_head = slot;
-        }
+        debug_assert!(core.flows[slot as usize].sides[ri].cont_end > before);
+        mark_new_data(core, slot, ri);
+    }
+}
+
+/// Note new in-order bytes for `CONN_NEW_DATA` at the end of the batch.
+#[inline]
+fn mark_new_data<F>(core: &mut Core<'_, F>, slot: u32, ri: usize) {
+    let f = &mut core.flows[slot as usize];
+    f.sides[ri].flags |= S_NEWDATA;
+    if f.flags & F_IN_PEND == 0 {
+        f.flags |= F_IN_PEND;
+        f.pend_next = core.pend_head;
+        core.pend_head = slot;
     }
 }

@@ -284,23 +284,32 @@ impl FragSlot {
 #[derive(Debug)]
 pub(crate) struct FragTable<'a> {
     pub slots: &'a mut [FragSlot],
+    /// Slots in use (so the common no-fragment case touches no slot memory).
+    pub used: usize,
 }
 
 impl<'a> FragTable<'a> {
     /// Discard datagrams older than `timeout`.
     pub fn expire(&mut self, now: u64, timeout: u64, c: &mut Counters) {
+        if self.used == 0 {
+            return;
+        }
         for s in self.slots.iter_mut() {
             if s.used && now.saturating_sub(s.first_seen) >= timeout {
                 s.used = false;
+                self.used -= 1;
                 c.dropped[DropReason::FragTimeout as usize] += 1;
             }
         }
     }
 
-    /// Free a completed slot.
+    /// Free a slot.
     pub fn release(&mut self, i: usize) {
         if let Some(s) = self.slots.get_mut(i) {
-            s.used = false;
+            if s.used {
+                s.used = false;
+                self.used -= 1;
+            }
         }
     }
 
@@ -334,7 +343,10 @@ impl<'a> FragTable<'a> {
             Some(i) => i,
             None => {
                 let i = match self.slots.iter().position(|s| !s.used) {
-                    Some(i) => i,
+                    Some(i) => {
+                        self.used += 1;
+                        i
+                    }
                     None => {
                         // Full: evict the oldest incomplete datagram.
                         let Some((i, _)) = self
@@ -363,15 +375,16 @@ impl<'a> FragTable<'a> {
         let s = &mut self.slots[i];
         if !more {
             if s.total != 0 && s.total as usize != end {
-                s.used = false;
+                self.release(i);
                 return Err(DropReason::FragMalformed);
             }
             s.total = end as u32;
         }
         if s.total != 0 && end > s.total as usize {
-            s.used = false;
+            self.release(i);
             return Err(DropReason::FragMalformed);
         }
+        let s = &mut self.slots[i];
         // First copy of each 8-byte block wins.
         let first = off / 8;
         for (k, chunk) in data.chunks(8).enumerate() {

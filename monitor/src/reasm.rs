@@ -173,6 +173,45 @@ impl SideState {
         self.cont_end as i64 + seq.wrapping_sub(self.seq_of(self.cont_end)) as i32 as i64
     }
 
+    /// Fast path for the common case: `[s, s + data.len())` starts exactly at the in-order end,
+    /// there are no islands, it fits the capacity and the pool. Stores it and returns true;
+    /// returns false (having changed nothing) when the general path is needed.
+    #[inline]
+    pub fn append_in_order(
+        &mut self,
+        pool: &mut Pool<'_>,
+        s: u64,
+        data: &[u8],
+        cap_chunks: u32,
+    ) -> bool {
+        if s != self.cont_end || self.nisl != 0 {
+            return false;
+        }
+        let e = s + data.len() as u64;
+        if !self.buffered() {
+            self.cont_end = e;
+            return true;
+        }
+        let cs = CHUNK_SIZE as u64;
+        let want = (e - self.base).div_ceil(cs);
+        if want > cap_chunks as u64 || want > self.nchunks as u64 + pool.nfree as u64 {
+            return false;
+        }
+        while (self.nchunks as u64) < want {
+            let Some(c) = pool.alloc() else { return false };
+            if self.tail == NONE {
+                self.head = c;
+            } else {
+                pool.set_next(self.tail, c);
+            }
+            self.tail = c;
+            self.nchunks += 1;
+        }
+        self.write_at(pool, s, data);
+        self.cont_end = e;
+        true
+    }
+
     /// The islands as absolute offsets.
     fn islands(&self) -> heapless::Vec<(u64, u64), MAX_ISLANDS> {
         let mut v = heapless::Vec::new();
