@@ -1,7 +1,79 @@
 //! Ferrule's flow monitor: TCP flows, reassembly, events and the `ppeek`/`peek` API.
 //!
-//! `no_std`, no `unsafe`, no heap on the packet path. It must not depend on the kernel,
-//! the drivers or any hardware: the same code runs per core in the appliance and on a host
-//! over captures.
+//! `no_std`, no `unsafe`, no heap on the packet path, no panic on any input. It must not depend
+//! on the kernel, the drivers or any hardware: the same code runs per core in the appliance and
+//! on a host over captures (`std` feature: [`HostStorage`]).
+//!
+//! It owns packet intake (Ethernet, 802.1Q/QinQ, IPv4/IPv6 with fragment reassembly, TCP), the
+//! flow table, the per-side TCP state machines, the reassembly rings, the event system and the
+//! user API. It keeps the rules of the monitor contract (`shared/design/monitor-contract.md`).
+//!
+//! # Shape
+//!
+//! * A [`Middlebox`] is the user logic: one instance per core, statically dispatched by
+//!   [`Monitor<M>`]. It subscribes to [`Event`]s at a [`Hook`] in [`Middlebox::init`] and gets
+//!   callbacks with a [`Ctx`] (current flow, per-flow user state `M::Flow`, `ppeek`/`peek`,
+//!   packet actions, timers).
+//! * **A side's buffer holds the bytes that side RECEIVES**: `Side::Server`'s buffer is the
+//!   client→server stream. Offsets are `u64` stream offsets from the first payload byte; they
+//!   never wrap.
+//! * The caller feeds frames in batches: [`Monitor::begin_batch`], [`Monitor::frame`] (returns a
+//!   [`Verdict`] for inline mode), [`Monitor::end_batch`] (raises `CONN_NEW_DATA` once per flow
+//!   side). The monitor does no I/O.
+//! * Storage is caller-provided ([`Storage`]): flow slots, a hash index, the chunk pool and the
+//!   IP fragment table, as `&mut` slices (statics in the appliance, one allocation on a host).
+//!
+//! # Example
+//!
+//! ```
+//! use monitor::{Config, Ctx, Event, Hook, HostStorage, Middlebox, Monitor, Registry, Side};
+//!
+//! #[derive(Default)]
+//! struct Count { bytes: u64 }
+//! impl Middlebox for Count {
+//!     type Flow = ();
+//!     fn init(&mut self, reg: &mut Registry) {
+//!         reg.subscribe(Event::CONN_NEW_DATA, Hook::Rcv);
+//!     }
+//!     fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, _ev: Event, _hook: Hook, side: Side) {
+//!         let Some(flow) = cx.flow() else { return };
+//!         let mut buf = [0u8; 4096];
+//!         while let Ok(n) = cx.peek(flow, side, &mut buf) {
+//!             if n == 0 { break }
+//!             self.bytes += n as u64;
+//!         }
+//!     }
+//! }
+//! let mut storage = HostStorage::new(1024, 4096, 8);
+//! let cfg = Config { side_capacity: 16 << 20, ..Config::DEFAULT };
+//! let mut mon = Monitor::new(Count::default(), cfg, storage.storage()).unwrap();
+//! mon.on_batch([(&[0u8; 10][..], 0u64)]);
+//! assert_eq!(mon.counters().total_dropped(), 1); // too short for Ethernet
+//! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
+
+mod api;
+mod config;
+mod engine;
+mod flow;
+#[cfg(feature = "std")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod intake;
+mod reasm;
+
+pub use api::{
+    ActionError, BufInfo, Event, FlowHandle, Frag, Hook, Middlebox, Overlap, PeekError, Side,
+    TcpState, Verdict,
+};
+#[cfg(feature = "std")]
+pub use config::HostStorage;
+pub use config::{
+    Config, ConfigError, Counters, DropReason, Storage, CHUNK_SIZE, EVICT_SCAN, FRAG_DATAGRAM_MAX,
+    INJECT_MAX, INJECT_SLOTS, MAX_ISLANDS, MAX_TIMERS, MAX_USER_EVENTS, REWRITE_MAX,
+};
+pub use engine::{Core, Ctx, Endpoints, Monitor, Registry};
+pub use flow::{Bucket, FlowSlot};
+pub use intake::FragSlot;
+pub use reasm::{Chunk, EMPTY_CHUNK};

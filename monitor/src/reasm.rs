@@ -1,0 +1,525 @@
+//! Per-side reassembly: chunk rings drawn from a per-core pool, fragments and overlap policy.
+//!
+//! A side's ring is a window `[base, base + capacity)` of its stream, stored in a chain of
+//! [`CHUNK_SIZE`]-byte chunks (chunk `k` of the chain holds offsets `base + k*CHUNK_SIZE ..`).
+//! Chunks are taken from the pool only when bytes land in them, so an idle side holds none.
+//! Metadata: the in-order run `[base, cont_end)` and up to [`MAX_ISLANDS`] out-of-order islands
+//! beyond it (stored relative to `cont_end`, so they never need more than 32 bits).
+//!
+//! Invariants: `base <= cont_end`; `base` is a multiple of `CHUNK_SIZE`; every byte of the run
+//! and of the islands that is `>= base` is backed by a chunk when buffering is on; islands are
+//! sorted, disjoint, not adjacent, and start after `cont_end`.
+
+use crate::api::TcpState;
+use crate::config::{CHUNK_SIZE, MAX_ISLANDS};
+use crate::flow::NONE;
+
+/// One pool chunk: [`CHUNK_SIZE`] bytes. Its chain link lives in `Storage::links`, so a pool
+/// allocated zeroed (`vec![[0u8; CHUNK_SIZE]; n]`) costs no memory until chunks are used.
+pub type Chunk = [u8; CHUNK_SIZE];
+
+/// An unused chunk, for statics.
+pub const EMPTY_CHUNK: Chunk = [0; CHUNK_SIZE];
+
+/// The per-core chunk pool: a free list through `links`, plus a bump index over chunks never
+/// used yet (so construction touches no chunk memory).
+#[derive(Debug)]
+pub(crate) struct Pool<'a> {
+    chunks: &'a mut [Chunk],
+    links: &'a mut [u32],
+    free: u32,
+    fresh: u32,
+    pub nfree: u32,
+}
+
+impl<'a> Pool<'a> {
+    /// `links.len()` must equal `chunks.len()` (checked by `Monitor::new`).
+    pub fn new(chunks: &'a mut [Chunk], links: &'a mut [u32]) -> Self {
+        let n = chunks.len().min(links.len());
+        Pool {
+            free: NONE,
+            fresh: 0,
+            nfree: n as u32,
+            chunks,
+            links,
+        }
+    }
+
+    fn alloc(&mut self) -> Option<u32> {
+        if self.free != NONE {
+            let i = self.free;
+            self.free = *self.links.get(i as usize)?;
+            self.links[i as usize] = NONE;
+            self.nfree -= 1;
+            return Some(i);
+        }
+        let i = self.fresh;
+        if (i as usize) < self.chunks.len().min(self.links.len()) {
+            self.fresh += 1;
+            self.links[i as usize] = NONE;
+            self.nfree -= 1;
+            Some(i)
+        } else {
+            None
+        }
+    }
+
+    fn release(&mut self, i: u32) {
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = self.free;
+            self.free = i;
+            self.nfree += 1;
+        }
+    }
+
+    #[inline]
+    fn next(&self, i: u32) -> u32 {
+        self.links.get(i as usize).copied().unwrap_or(NONE)
+    }
+
+    fn set_next(&mut self, i: u32, n: u32) {
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = n;
+        }
+    }
+}
+
+pub(crate) const S_ORIGIN: u8 = 1;
+pub(crate) const S_BUF_OFF: u8 = 2;
+pub(crate) const S_LAST: u8 = 4;
+pub(crate) const S_NEWDATA: u8 = 8;
+pub(crate) const S_FIN_SENT: u8 = 16;
+pub(crate) const S_SYN_SENT: u8 = 32;
+pub(crate) const S_SYNACK_SENT: u8 = 64;
+pub(crate) const S_PEER_FIN: u8 = 128;
+
+/// One side of a flow: the TCP state of that endpoint and the buffer of the bytes it receives.
+#[derive(Debug)]
+pub(crate) struct SideState {
+    pub state: u8,
+    pub flags: u8,
+    /// Window scale this endpoint announced on its SYN (`0xff`: none).
+    pub wscale: u8,
+    nisl: u8,
+    /// Sequence number just before offset 0 of the stream this side receives (the peer's ISN).
+    pub rcv_isn: u32,
+    /// Sequence number that acknowledges this endpoint's FIN (valid with `S_FIN_SENT`).
+    pub fin_ack: u32,
+    /// Sequence number of the peer's FIN (valid with `S_PEER_FIN`).
+    pub peer_fin: u32,
+    pub cont_end: u64,
+    pub cursor: u64,
+    pub base: u64,
+    isl: [(u32, u32); MAX_ISLANDS],
+    head: u32,
+    tail: u32,
+    nchunks: u32,
+    /// (chunk number in the chain, chunk index) of the last chunk read, to avoid re-walking.
+    finger: (u32, u32),
+}
+
+/// Where an incoming segment lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Clipped start (`>= cont_end`).
+    pub start: u64,
+    /// End of what will be stored (`<= the segment end`); `start >= end` stores nothing.
+    pub end: u64,
+    /// Bytes to advance the ring's base (overwriting the oldest in-order bytes) first.
+    pub advance: u64,
+    /// The pool limited the plan.
+    pub pool_short: bool,
+}
+
+impl SideState {
+    pub const EMPTY: SideState = SideState {
+        state: TcpState::Listen as u8,
+        flags: 0,
+        wscale: 0xff,
+        nisl: 0,
+        rcv_isn: 0,
+        fin_ack: 0,
+        peer_fin: 0,
+        cont_end: 0,
+        cursor: 0,
+        base: 0,
+        isl: [(0, 0); MAX_ISLANDS],
+        head: NONE,
+        tail: NONE,
+        nchunks: 0,
+        finger: (0, NONE),
+    };
+
+    #[inline]
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    #[inline]
+    pub fn buffered(&self) -> bool {
+        !self.has(S_BUF_OFF)
+    }
+
+    /// The sequence number of stream offset `off`.
+    #[inline]
+    fn seq_of(&self, off: u64) -> u32 {
+        self.rcv_isn.wrapping_add(1).wrapping_add(off as u32)
+    }
+
+    /// The stream offset of sequence number `seq`, relative to the in-order end (valid within
+    /// ±2 GiB of it). Negative means before the stream's first byte.
+    #[inline]
+    pub fn off_of(&self, seq: u32) -> i64 {
+        self.cont_end as i64 + seq.wrapping_sub(self.seq_of(self.cont_end)) as i32 as i64
+    }
+
+    /// Fast path for the common case: `[s, s + data.len())` starts exactly at the in-order end,
+    /// there are no islands, it fits the capacity and the pool. Stores it and returns true;
+    /// returns false (having changed nothing) when the general path is needed.
+    #[inline]
+    pub fn append_in_order(
+        &mut self,
+        pool: &mut Pool<'_>,
+        s: u64,
+        data: &[u8],
+        cap_chunks: u32,
+    ) -> bool {
+        if s != self.cont_end || self.nisl != 0 {
+            return false;
+        }
+        let e = s + data.len() as u64;
+        if !self.buffered() {
+            self.cont_end = e;
+            return true;
+        }
+        let cs = CHUNK_SIZE as u64;
+        let want = (e - self.base).div_ceil(cs);
+        if want > cap_chunks as u64 || want > self.nchunks as u64 + pool.nfree as u64 {
+            return false;
+        }
+        while (self.nchunks as u64) < want {
+            let Some(c) = pool.alloc() else { return false };
+            if self.tail == NONE {
+                self.head = c;
+            } else {
+                pool.set_next(self.tail, c);
+            }
+            self.tail = c;
+            self.nchunks += 1;
+        }
+        self.write_at(pool, s, data);
+        self.cont_end = e;
+        true
+    }
+
+    /// The islands as absolute offsets.
+    fn islands(&self) -> heapless::Vec<(u64, u64), MAX_ISLANDS> {
+        let mut v = heapless::Vec::new();
+        for &(s, e) in &self.isl[..self.nisl as usize] {
+            let _ = v.push((self.cont_end + s as u64, self.cont_end + e as u64));
+        }
+        v
+    }
+
+    fn set_islands(&mut self, v: &[(u64, u64)]) {
+        self.nisl = v.len().min(MAX_ISLANDS) as u8;
+        for (i, &(s, e)) in v.iter().take(MAX_ISLANDS).enumerate() {
+            self.isl[i] = ((s - self.cont_end) as u32, (e - self.cont_end) as u32);
+        }
+    }
+
+    /// End of the furthest byte received.
+    pub fn last_end(&self) -> u64 {
+        match self.nisl {
+            0 => self.cont_end,
+            n => self.cont_end + self.isl[n as usize - 1].1 as u64,
+        }
+    }
+
+    /// True if `[s, e)` overlaps bytes already received (in order or in an island).
+    pub fn overlaps(&self, s: u64, e: u64) -> bool {
+        s < self.cont_end || self.islands().iter().any(|&(a, b)| s < b && a < e)
+    }
+
+    /// The stored fragments in offset order: the in-order run (from the oldest byte held) and the
+    /// islands. Calls `f` for each.
+    pub fn fragments(&self, mut f: impl FnMut(u64, u64)) {
+        if self.cont_end > self.base {
+            f(self.base, self.cont_end - self.base);
+        }
+        for (s, e) in self.islands() {
+            f(s, e - s);
+        }
+    }
+
+    /// The end of the fragment holding `off`, if any (`off >= base` assumed).
+    pub fn fragment_end(&self, off: u64) -> Option<u64> {
+        if off < self.cont_end {
+            return Some(self.cont_end);
+        }
+        self.islands()
+            .iter()
+            .find(|&&(s, e)| s <= off && off < e)
+            .map(|&(_, e)| e)
+    }
+
+    /// Decide where `[s, e)` (stream offsets, `s >= 0`) lands, honouring capacity (`cap_chunks`
+    /// chunks), the pool, and the island limit. Bytes below `cont_end` are never stored again.
+    pub fn plan(&self, s: u64, e: u64, cap_chunks: u32, pool_free: u32) -> Plan {
+        let start = s.max(self.cont_end);
+        let mut plan = Plan {
+            start,
+            end: e,
+            advance: 0,
+            pool_short: false,
+        };
+        if start >= e {
+            plan.end = start;
+            return plan;
+        }
+        if self.buffered() {
+            let cs = CHUNK_SIZE as u64;
+            let cap = cap_chunks as u64 * cs;
+            let max_adv = (self.cont_end - self.base) / cs; // whole in-order chunks
+            let need = |b: u64, end: u64| (end.saturating_sub(b)).div_ceil(cs);
+            let mut k = 0u64;
+            while k < max_adv && e > self.base + k * cs + cap {
+                k += 1;
+            }
+            let held = |k: u64| (self.nchunks as u64).saturating_sub(k);
+            let avail = |k: u64| pool_free as u64 + k;
+            while k < max_adv
+                && need(self.base + k * cs, e.min(self.base + k * cs + cap)) > held(k) + avail(k)
+            {
+                k += 1;
+            }
+            let b = self.base + k * cs;
+            let mut end = e.min(b + cap);
+            let room = b + (held(k) + avail(k)) * cs;
+            if room < end {
+                end = room;
+                plan.pool_short = true;
+            }
+            plan.advance = k * cs;
+            plan.end = end.max(start);
+        }
+        // Island limit: a range that touches nothing would need a new island.
+        if plan.end > start && start > self.cont_end {
+            let isl = self.islands();
+            let touches = isl.iter().any(|&(a, b)| start <= b && a <= plan.end);
+            if !touches && isl.len() >= MAX_ISLANDS {
+                plan.end = start;
+            }
+        }
+        plan
+    }
+
+    /// Carry out `plan` for segment bytes `data` (whose first byte is at offset `seg_start`).
+    /// Returns the number of bytes by which the in-order end grew.
+    pub fn apply(&mut self, pool: &mut Pool<'_>, plan: &Plan, seg_start: u64, data: &[u8]) -> u64 {
+        let cs = CHUNK_SIZE as u64;
+        if plan.advance > 0 {
+            let n = plan.advance / cs;
+            for _ in 0..n {
+                let h = self.head;
+                if h == NONE {
+                    break;
+                }
+                self.head = pool.next(h);
+                pool.release(h);
+                self.nchunks -= 1;
+            }
+            if self.nchunks == 0 {
+                self.head = NONE;
+                self.tail = NONE;
+            }
+            self.base += plan.advance;
+            self.finger = (0, NONE);
+        }
+        if plan.end <= plan.start {
+            return 0;
+        }
+        let mut end = plan.end;
+        if self.buffered() {
+            // Chunks to cover up to plan.end.
+            let want = (plan.end - self.base).div_ceil(cs);
+            while (self.nchunks as u64) < want {
+                let Some(c) = pool.alloc() else { break };
+                if self.tail == NONE {
+                    self.head = c;
+                } else {
+                    pool.set_next(self.tail, c);
+                }
+                self.tail = c;
+                self.nchunks += 1;
+            }
+            // Never record bytes that have no chunk behind them.
+            end = end.min(self.base + self.nchunks as u64 * cs);
+            // Write: first-wins skips bytes already in islands; last-wins overwrites them.
+            let last = self.has(S_LAST);
+            let isl = self.islands();
+            let mut pos = plan.start;
+            while pos < end {
+                let covering = if last {
+                    None
+                } else {
+                    isl.iter().find(|&&(a, b)| a <= pos && pos < b)
+                };
+                if let Some(&(_, b)) = covering {
+                    pos = b;
+                    continue;
+                }
+                let next_isl = if last {
+                    end
+                } else {
+                    isl.iter()
+                        .filter(|&&(a, _)| a > pos)
+                        .map(|&(a, _)| a)
+                        .min()
+                        .unwrap_or(end)
+                };
+                let stop = next_isl.min(end);
+                let from = (pos - seg_start) as usize;
+                let to = (stop - seg_start) as usize;
+                if let Some(src) = data.get(from..to) {
+                    self.write_at(pool, pos, src);
+                }
+                pos = stop;
+            }
+        }
+        if end <= plan.start {
+            return 0;
+        }
+        self.merge(plan.start, end)
+    }
+
+    /// Record `[s, e)` (`s >= cont_end`) as received. Returns the in-order growth.
+    fn merge(&mut self, s: u64, e: u64) -> u64 {
+        let mut isl = self.islands();
+        let old_end = self.cont_end;
+        // Merge [s, e) into the island list.
+        let mut ns = s;
+        let mut ne = e;
+        let mut kept: heapless::Vec<(u64, u64), { MAX_ISLANDS + 1 }> = heapless::Vec::new();
+        for &(a, b) in isl.iter() {
+            if a <= ne && ns <= b {
+                ns = ns.min(a);
+                ne = ne.max(b);
+            } else {
+                let _ = kept.push((a, b));
+            }
+        }
+        let _ = kept.push((ns, ne));
+        kept.sort_unstable();
+        // Absorb islands reaching the in-order end.
+        let mut end = self.cont_end;
+        isl.clear();
+        for &(a, b) in kept.iter() {
+            if a <= end {
+                end = end.max(b);
+            } else {
+                let _ = isl.push((a, b));
+            }
+        }
+        self.cont_end = end;
+        self.set_islands(&isl);
+        end - old_end
+    }
+
+    fn chunk_at(&self, pool: &Pool<'_>, k: u32) -> u32 {
+        if k + 1 == self.nchunks {
+            return self.tail;
+        }
+        let (fk, fi) = self.finger;
+        let (mut at, mut idx) = if fi != NONE && fk <= k {
+            (fk, fi)
+        } else {
+            (0, self.head)
+        };
+        while at < k && idx != NONE {
+            idx = pool.next(idx);
+            at += 1;
+        }
+        idx
+    }
+
+    fn write_at(&mut self, pool: &mut Pool<'_>, mut off: u64, mut src: &[u8]) {
+        let cs = CHUNK_SIZE as u64;
+        while !src.is_empty() {
+            let rel = off - self.base;
+            let k = (rel / cs) as u32;
+            if k >= self.nchunks {
+                return;
+            }
+            let idx = self.chunk_at(pool, k);
+            self.set_finger((k, idx));
+            let at = (rel % cs) as usize;
+            let n = src.len().min(CHUNK_SIZE - at);
+            let Some(c) = pool.chunks.get_mut(idx as usize) else {
+                return;
+            };
+            c[at..at + n].copy_from_slice(&src[..n]);
+            src = &src[n..];
+            off += n as u64;
+        }
+    }
+
+    /// Copy bytes from `off` (`base <= off`, `off + buf.len() <=` end of its fragment).
+    /// Returns the position reached, for [`SideState::set_finger`].
+    pub fn read_at(&self, pool: &Pool<'_>, mut off: u64, buf: &mut [u8]) -> (u32, u32) {
+        let cs = CHUNK_SIZE as u64;
+        let mut done = 0;
+        let mut k = ((off - self.base) / cs) as u32;
+        let mut idx = if k < self.nchunks {
+            self.chunk_at(pool, k)
+        } else {
+            NONE
+        };
+        let mut reached = (k, idx);
+        while done < buf.len() && idx != NONE {
+            let at = ((off - self.base) % cs) as usize;
+            let n = (buf.len() - done).min(CHUNK_SIZE - at);
+            let Some(c) = pool.chunks.get(idx as usize) else {
+                break;
+            };
+            buf[done..done + n].copy_from_slice(&c[at..at + n]);
+            reached = (k, idx);
+            done += n;
+            off += n as u64;
+            if done < buf.len() {
+                idx = pool.next(idx);
+                k += 1;
+            }
+        }
+        reached
+    }
+
+    /// Remember a chain position to avoid re-walking the chain from its head.
+    pub fn set_finger(&mut self, f: (u32, u32)) {
+        if f.1 != NONE && f.0 < self.nchunks {
+            self.finger = f;
+        }
+    }
+
+    /// Return every chunk to the pool (flow end, or buffering switched off).
+    pub fn release(&mut self, pool: &mut Pool<'_>) {
+        let mut idx = self.head;
+        while idx != NONE {
+            let n = pool.next(idx);
+            pool.release(idx);
+            idx = n;
+        }
+        self.head = NONE;
+        self.tail = NONE;
+        self.nchunks = 0;
+        self.finger = (0, NONE);
+        // Nothing is held any more: the oldest byte "held" moves to the in-order end.
+        self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
+    }
+
+    /// Chunks this side holds.
+    #[allow(dead_code)]
+    pub fn chunks(&self) -> u32 {
+        self.nchunks
+    }
+}
