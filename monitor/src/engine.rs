@@ -524,7 +524,8 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
         Ok(())
     }
     /// Stop monitoring the current flow: no more events, no buffering; its later packets are
-    /// forwarded untouched (counted as `Unmonitored`). No `CONN_END` follows.
+    /// forwarded untouched (counted as `Unmonitored`). No `CONN_END` follows; the slot is freed
+    /// by the idle timeout (or eviction).
     pub fn stop_monitoring(&mut self) -> Result<(), ActionError> {
         let s = self.flow.ok_or(ActionError::NoFlow)?;
         let core = &mut *self.core;
