@@ -2,7 +2,7 @@
 //!
 //! `no_std`, no `unsafe`, no heap on the packet path, no panic on any input. It must not depend
 //! on the kernel, the drivers or any hardware: the same code runs per core in the appliance and
-//! on a host over captures (`std` feature: [`HostStorage`]).
+//! on a host over captures (`std` feature: `HostStorage`).
 //!
 //! It owns packet intake (Ethernet, 802.1Q/QinQ, IPv4/IPv6 with fragment reassembly, TCP), the
 //! flow table, the per-side TCP state machines, the reassembly rings, the event system and the
