@@ -619,7 +619,8 @@ fn raise_pair<M: Middlebox>(
     ev: Event,
     sender: Side,
 ) {
-    if core.flows[flow as usize].flags & F_STOPPED != 0 {
+    let i = &core.reg.interest;
+    if (i[0] | i[1] | i[2]) & ev.0 == 0 || core.flows[flow as usize].flags & F_STOPPED != 0 {
         return;
     }
     raise_at(mb, core, Some(flow), frame, ev, Hook::Snd, sender);
