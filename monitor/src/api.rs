@@ -374,7 +374,8 @@ pub trait Middlebox {
     /// the bytes that side RECEIVES).
     fn on_event(&mut self, cx: &mut Ctx<'_, '_, Self::Flow>, ev: Event, hook: Hook, side: Side);
 
-    /// The filter of a user-defined event: `key` is the value given to [`Registry::define`].
+    /// The filter of a user-defined event: `key` is the value given to [`Registry::define`];
+    /// `side` is as for `on_event` (a side's buffer holds the bytes that side RECEIVES).
     /// Return true to raise the user event. The default raises nothing.
     fn filter(
         &mut self,

@@ -454,7 +454,7 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
     pub fn buf_info(&self, flow: FlowHandle, side: Side) -> Result<BufInfo, PeekError> {
         self.core.buf_info(flow, side)
     }
-    /// The TCP state of `side`'s endpoint.
+    /// The TCP state of `side`'s endpoint (whose buffer holds the bytes that side RECEIVES).
     pub fn tcp_state(&self, flow: FlowHandle, side: Side) -> Result<TcpState, PeekError> {
         self.core.tcp_state(flow, side)
     }
@@ -462,7 +462,8 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
     pub fn endpoints(&self, flow: FlowHandle) -> Result<Endpoints, PeekError> {
         self.core.endpoints(flow)
     }
-    /// The window scale `side`'s endpoint announced, if both endpoints announced one.
+    /// The window scale `side`'s endpoint announced, if both endpoints announced one
+    /// (`side`'s buffer holds the bytes that side RECEIVES).
     pub fn window_scale(&self, flow: FlowHandle, side: Side) -> Result<Option<u8>, PeekError> {
         self.core.window_scale(flow, side)
     }
@@ -524,7 +525,8 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
         Ok(())
     }
     /// Stop monitoring the current flow: no more events, no buffering; its later packets are
-    /// forwarded untouched (counted as `Unmonitored`). No `CONN_END` follows.
+    /// forwarded untouched (counted as `Unmonitored`). No `CONN_END` follows; the slot is freed
+    /// by the idle timeout (or eviction).
     pub fn stop_monitoring(&mut self) -> Result<(), ActionError> {
         let s = self.flow.ok_or(ActionError::NoFlow)?;
         let core = &mut *self.core;
@@ -617,7 +619,8 @@ fn raise_pair<M: Middlebox>(
     ev: Event,
     sender: Side,
 ) {
-    if core.flows[flow as usize].flags & F_STOPPED != 0 {
+    let i = &core.reg.interest;
+    if (i[0] | i[1] | i[2]) & ev.0 == 0 || core.flows[flow as usize].flags & F_STOPPED != 0 {
         return;
     }
     raise_at(mb, core, Some(flow), frame, ev, Hook::Snd, sender);
@@ -818,7 +821,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     pub fn user_state_bytes(&self) -> usize {
         core::mem::size_of::<FlowSlot<M::Flow>>() - core::mem::size_of::<FlowSlot<()>>()
     }
-    /// See [`Ctx::ppeek`].
+    /// See [`Ctx::ppeek`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn ppeek(
         &self,
         flow: FlowHandle,
@@ -828,7 +831,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     ) -> Result<usize, PeekError> {
         self.core.ppeek(flow, side, off, buf)
     }
-    /// See [`Ctx::peek`].
+    /// See [`Ctx::peek`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn peek(
         &mut self,
         flow: FlowHandle,
@@ -837,7 +840,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     ) -> Result<usize, PeekError> {
         self.core.peek(flow, side, buf)
     }
-    /// See [`Ctx::frag_info`].
+    /// See [`Ctx::frag_info`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn frag_info(
         &self,
         flow: FlowHandle,
@@ -846,11 +849,11 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     ) -> Result<usize, PeekError> {
         self.core.frag_info(flow, side, out)
     }
-    /// See [`Ctx::buf_info`].
+    /// See [`Ctx::buf_info`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn buf_info(&self, flow: FlowHandle, side: Side) -> Result<BufInfo, PeekError> {
         self.core.buf_info(flow, side)
     }
-    /// See [`Ctx::tcp_state`].
+    /// See [`Ctx::tcp_state`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn tcp_state(&self, flow: FlowHandle, side: Side) -> Result<TcpState, PeekError> {
         self.core.tcp_state(flow, side)
     }
@@ -858,7 +861,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     pub fn endpoints(&self, flow: FlowHandle) -> Result<Endpoints, PeekError> {
         self.core.endpoints(flow)
     }
-    /// See [`Ctx::window_scale`].
+    /// See [`Ctx::window_scale`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn window_scale(&self, flow: FlowHandle, side: Side) -> Result<Option<u8>, PeekError> {
         self.core.window_scale(flow, side)
     }
@@ -866,7 +869,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     pub fn picked_up(&self, flow: FlowHandle) -> Result<bool, PeekError> {
         Ok(self.core.slot_of(flow)?.flags & F_PICKED != 0)
     }
-    /// See [`Ctx::set_overlap`].
+    /// See [`Ctx::set_overlap`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn set_overlap(
         &mut self,
         flow: FlowHandle,
@@ -875,7 +878,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     ) -> Result<(), PeekError> {
         self.core.set_overlap(flow, side, p)
     }
-    /// See [`Ctx::disable_buffer`].
+    /// See [`Ctx::disable_buffer`] (a side's buffer holds the bytes that side RECEIVES).
     pub fn disable_buffer(&mut self, flow: FlowHandle, side: Side) -> Result<(), PeekError> {
         self.core.disable_buffer(flow, side)
     }

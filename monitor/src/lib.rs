@@ -2,7 +2,7 @@
 //!
 //! `no_std`, no `unsafe`, no heap on the packet path, no panic on any input. It must not depend
 //! on the kernel, the drivers or any hardware: the same code runs per core in the appliance and
-//! on a host over captures (`std` feature: [`HostStorage`]).
+//! on a host over captures (`std` feature: `HostStorage`).
 //!
 //! It owns packet intake (Ethernet, 802.1Q/QinQ, IPv4/IPv6 with fragment reassembly, TCP), the
 //! flow table, the per-side TCP state machines, the reassembly rings, the event system and the
@@ -22,6 +22,38 @@
 //!   side). The monitor does no I/O.
 //! * Storage is caller-provided ([`Storage`]): flow slots, a hash index, the chunk pool and the
 //!   IP fragment table, as `&mut` slices (statics in the appliance, one allocation on a host).
+//!
+//! # Policies (what happens at the edges)
+//!
+//! * **Flow table full**: the least recently active of the next [`EVICT_SCAN`] live flows (in
+//!   sweep order) is ended with `CONN_END` and its slot reused; counted in
+//!   `Counters::flows_evicted`. The idle sweep ends flows silent for `Config::idle_timeout_us`
+//!   (`flows_timed_out`), visiting the whole table once per quarter timeout of elapsed time.
+//! * **Ring full** (`Config::side_capacity`): whole chunks of the oldest in-order bytes are
+//!   overwritten, after `ERROR` if the application had not `peek`ed them (the bytes can still be
+//!   read inside that callback); `peek` then returns `Overwritten` once. Bytes beyond the
+//!   capacity past a hole, or for which the **pool is empty** (after reusing the side's own
+//!   in-order chunks), or that would need more than [`MAX_ISLANDS`] out-of-order islands, are
+//!   dropped, counted in `Counters::bytes_dropped` and reported with `ERROR`.
+//! * **Overlaps**: first copy wins by default; `Overlap::Last` lets later copies replace
+//!   out-of-order bytes (never bytes below the in-order end). Any overlap with bytes already
+//!   received, even fully old ones, raises `REXMIT` before anything is stored.
+//! * **Fragment table full**: the oldest incomplete datagram is evicted (`FragEvicted`);
+//!   incomplete datagrams time out after `Config::frag_timeout_us` (`FragTimeout`).
+//! * **Mid-stream pickup** (`Config::pickup`): see the rule on [`Config::pickup`].
+//! * **Hooks**: `Snd` callbacks run before `Rcv` ones; `Any` subscribers get each occurrence
+//!   once, with the `Rcv` view. `CONN_END` is raised once per flow, at the first subscribed hook
+//!   of `Snd`, `Rcv`, `Any`; a flow whose monitoring was stopped ends silently.
+//! * **Checksums** of received frames are not verified (taps and NIC offloads often carry
+//!   wrong ones); rewritten frames get correct IPv4 and TCP checksums.
+//!
+//! # Sizing on a host (16 MiB per side)
+//!
+//! `HostStorage::new(flows, chunks, frag_slots)` allocates one table each, zeroed, so only the
+//! chunks actually used become resident. Per-side capacity is a ceiling, not a reservation:
+//! `Config { side_capacity: 16 << 20, pickup: true, .. }` with a pool of `(1 << 30) / CHUNK_SIZE`
+//! chunks lets any side grow to 16 MiB while all flows share 1 GiB. Each flow slot costs
+//! `Monitor::flow_state_bytes()` (256 B) plus `Monitor::user_state_bytes()`.
 //!
 //! # Example
 //!
