@@ -182,3 +182,98 @@ fn igb_four_cores_symmetric_rss_then_transmit() {
     println!("{drops}\n{sent}\nkvm: {}", vm.uses_kvm());
     vm.expect_exit(ExitStatus::Success);
 }
+
+/// A control frame for the nic-ctl app (ethertype 0x88B5, queue 0).
+fn control(cmd: u8) -> Vec<u8> {
+    let mut f = vec![0xFF; 6];
+    f.extend([0x02, 0, 0, 0, 0, 0x03, 0x88, 0xB5, cmd]);
+    f.resize(60, 0);
+    f
+}
+
+/// Asks nic-ctl for its counters: (queue 0 frames, queue 1 frames, overrun events, drops).
+fn report(vm: &mut tests::Vm) -> (u64, u64, u64, u64) {
+    vm.nic(0).send(&control(1)).expect("send report command");
+    let l = vm.expect_line("a report", |l| l.starts_with("nic-ctl report "));
+    println!("{l}");
+    (
+        field(&l, "q0"),
+        field(&l, "q1"),
+        field(&l, "overruns"),
+        field(&l, "drops"),
+    )
+}
+
+/// Link down/up through the QEMU monitor is noticed and receiving resumes; a receive ring
+/// that overruns (queue 1 not polled while the host keeps sending to it) drops what does not
+/// fit, the overrun is counted, and the queue receives again once polled.
+#[test]
+fn igb_link_down_up_and_ring_overrun() {
+    const RING: u64 = 64;
+    let mut vm = boot(
+        Config::kernel(test_app_elf("nic-ctl"))
+            .with_cores(1)
+            .with_nic(NicModel::Igb)
+            .with_timeout(Duration::from_secs(600)),
+    );
+    vm.expect_line("ready", |l| l == "nic-ctl ready");
+    vm.expect_line("initial link up", |l| l.starts_with("nic-ctl link up"));
+
+    let reta = toeplitz::spread_reta(2);
+    let (mut to_q0, mut to_q1) = (Vec::new(), Vec::new());
+    for (_, f) in traffic() {
+        match toeplitz::predict_queue(&SYMMETRIC_RSS_KEY, &reta, HashFields::ALL, &f) {
+            0 => to_q0.push(f),
+            _ => to_q1.push(f),
+        }
+    }
+    let mut q1_frames = to_q1.iter().cycle();
+    let mut send = |vm: &mut tests::Vm, n0: usize, n1: usize| {
+        for f in to_q0.iter().take(n0) {
+            vm.nic(0).send(f).expect("inject");
+        }
+        for _ in 0..n1 {
+            vm.nic(0).send(q1_frames.next().unwrap()).expect("inject");
+        }
+    };
+
+    send(&mut vm, 20, 20);
+    assert_eq!(report(&mut vm), (20, 20, 0, 0));
+
+    vm.set_link(0, false).expect("set_link off");
+    vm.expect_line("link down noticed", |l| l == "nic-ctl link down");
+    vm.set_link(0, true).expect("set_link on");
+    vm.expect_line("link up again", |l| l.starts_with("nic-ctl link up"));
+    send(&mut vm, 20, 20);
+    assert_eq!(
+        report(&mut vm),
+        (40, 40, 0, 0),
+        "receiving resumes after the link returns"
+    );
+
+    // Overrun: queue 1 is not polled while 200 frames arrive for it.
+    vm.nic(0).send(&control(2)).expect("pause");
+    vm.expect_line("pause acknowledged", |l| l == "nic-ctl paused");
+    send(&mut vm, 0, 200);
+    let (q0, q1, overruns, _) = report(&mut vm);
+    assert_eq!((q0, q1), (40, 40), "queue 1 paused");
+    assert!(overruns >= 1, "the overrun is counted");
+    vm.nic(0).send(&control(3)).expect("resume");
+    vm.expect_line("resume acknowledged", |l| l == "nic-ctl resumed");
+    let (_, q1, _, _) = report(&mut vm);
+    assert_eq!(
+        q1,
+        40 + RING - 1,
+        "a full ring's worth (N-1) survived, the rest was dropped"
+    );
+    send(&mut vm, 0, 20);
+    let (q0, q1_after, _, _) = report(&mut vm);
+    assert_eq!(
+        (q0, q1_after),
+        (40, q1 + 20),
+        "receiving continues after the overrun"
+    );
+
+    vm.nic(0).send(&control(4)).expect("finish");
+    vm.expect_exit(ExitStatus::Success);
+}
