@@ -179,6 +179,10 @@ fn igb_four_cores_symmetric_rss_then_transmit() {
             .unwrap_or_else(|e| panic!("tx frame {k} not captured: {e}\n{}", vm.report()));
         assert_eq!(got.data, want, "tx frame {k}");
     }
+    let mut finish = vec![0xFF; 6];
+    finish.extend([0x02, 0, 0, 0, 0, 0x20, 0x88, 0xB6]);
+    finish.resize(60, 0);
+    vm.nic(0).send(&finish).expect("finish");
     println!("{drops}\n{sent}\nkvm: {}", vm.uses_kvm());
     vm.expect_exit(ExitStatus::Success);
 }

@@ -9,7 +9,8 @@
 //! `rx core C queue Q frames N idsum S idsq T mispredicted M badhash H`.
 //! Core 0 then prints `nic-rss drops D`, transmits `TX_FRAMES` frames on queue 0 (frame k:
 //! 60 + k bytes, byte i = (k * 7 + i) mod 256, broadcast destination), waits for their
-//! completion and prints `nic-rss tx sent N`.
+//! completion and prints `nic-rss tx sent N`; it exits once the host sends a finish frame
+//! (ethertype 0x88B6) after capturing them.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -181,7 +182,19 @@ mod guest {
                 tx.reclaim();
             }
             println!("nic-rss tx sent {} in flight {}", sent, tx.in_flight());
-            Ok(())
+            // Stay up until the host has captured the frames (QEMU may still hold queued
+            // output when the image exits): wait for the finish frame (ethertype 0x88B6,
+            // which RSS never hashes, so it lands on queue 0).
+            let mut finished = false;
+            let until = hal.now_ns() + 60_000_000_000;
+            while !finished && hal.now_ns() < until {
+                q.rx_batch(|f, _| finished |= f.len() >= 14 && f[12..14] == [0x88, 0xB6]);
+            }
+            if finished {
+                Ok(())
+            } else {
+                Err(AppError("nic-rss: no finish frame"))
+            }
         }
     }
 }
