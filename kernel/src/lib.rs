@@ -31,6 +31,8 @@ pub mod exit;
 #[cfg(target_os = "none")]
 pub mod mem;
 #[cfg(target_os = "none")]
+pub mod nic;
+#[cfg(target_os = "none")]
 pub mod pci;
 #[cfg(target_os = "none")]
 mod smp;

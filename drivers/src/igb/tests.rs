@@ -274,7 +274,7 @@ fn promiscuous_toggles() {
 #[test]
 fn stats_accumulate_clear_on_read_registers_in_64_bits() {
     let (regs, hal) = (model(), FakeHal::new());
-    for r in [GPRC, GPTC, GORCL, GORCH, MPC, rqdpc(0), rqdpc(1)] {
+    for r in [GPRC, GPTC, GORCL, GORCH, MPC, ICR, rqdpc(0), rqdpc(1)] {
         regs.clear_on_read(r);
     }
     regs.set(GPRC, 7); // stale count from before init: must be cleared, not reported
@@ -291,6 +291,9 @@ fn stats_accumulate_clear_on_read_registers_in_64_bits() {
     assert_eq!(s.rx_packets, 3 * 0xFFFF_FFFF);
     assert_eq!(s.rx_bytes, 3 * 0x1_FFFF_FFFF);
     assert_eq!(parts.ctl.queue_drops(1), 15);
+    assert_eq!(s.rx_overruns, 0);
+    regs.set(ICR, ICR_RXO);
+    assert_eq!(parts.ctl.update_stats().rx_overruns, 1);
     assert_eq!(parts.ctl.queue_drops(0), 0);
     // GORCL read before GORCH (reading the high half clears both).
     let l = regs.log();
