@@ -270,6 +270,16 @@ impl Qemu {
         self.kvm
     }
 
+    /// The run's private directory (sockets, OVMF variables); removed on drop.
+    pub fn run_dir(&self) -> &std::path::Path {
+        &self.paths.dir
+    }
+
+    /// The QEMU process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Time since QEMU was started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

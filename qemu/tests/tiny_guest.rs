@@ -122,6 +122,22 @@ fn hard_timeout_kills_a_hung_guest_and_cleans_up() {
 }
 
 #[test]
+fn drop_kills_qemu_and_removes_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = tiny_guest(dir.path(), "running\n", None);
+    let mut vm = Qemu::start(Config::kernel(&k).with_nic(NicModel::Igb)).unwrap();
+    vm.wait_for_text(Duration::from_secs(20), "running")
+        .unwrap();
+    let run_dir = vm.run_dir().to_path_buf();
+    let proc_dir = PathBuf::from(format!("/proc/{}", vm.pid()));
+    assert!(run_dir.join("nic0.sock").exists());
+    assert!(proc_dir.exists());
+    drop(vm);
+    assert!(!run_dir.exists(), "{} left behind", run_dir.display());
+    assert!(!proc_dir.exists(), "QEMU still running after drop");
+}
+
+#[test]
 fn monitor_set_link_and_quit_with_nics_attached() {
     let dir = tempfile::tempdir().unwrap();
     let k = tiny_guest(dir.path(), "up\n", None);
@@ -152,5 +168,66 @@ fn monitor_set_link_and_quit_with_nics_attached() {
     assert_eq!(vm.nic(1).send_pcap(&pcap).unwrap(), 1);
     let cap = dir.path().join("out.pcap");
     assert_eq!(vm.nic(2).save_capture(&cap).unwrap(), 0);
+    assert_eq!(vm.quit(), ExitStatus::Other(0));
+}
+
+/// Frames cross real QEMU stream netdevs in both directions: two stream sockets joined by a
+/// QEMU hub, so what we inject on one (from bytes and from a pcap) comes out of the other,
+/// where it is captured and saved as pcap — the same framing a guest NIC's traffic uses.
+#[test]
+fn stream_netdev_framing_through_a_qemu_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = tiny_guest(dir.path(), "hub\n", None);
+    let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let mut args = Vec::new();
+    for (id, p) in [("a", &a), ("b", &b)] {
+        args.push("-netdev".to_string());
+        args.push(format!(
+            "stream,id={id},server=on,addr.type=unix,addr.path={}",
+            p.display()
+        ));
+        args.push("-netdev".to_string());
+        args.push(format!("hubport,id=p{id},hubid=0,netdev={id}"));
+    }
+    let mut vm = Qemu::start(
+        Config::kernel(&k)
+            .with_args(args)
+            .with_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tx = qemu::Nic::connect(0, &a, deadline).unwrap();
+    let mut rx = qemu::Nic::connect(1, &b, deadline).unwrap();
+    vm.wait_for_text(Duration::from_secs(20), "hub").unwrap();
+
+    let frame = |i: u8, len: usize| {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0, i]);
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.resize(len, i);
+        f
+    };
+    tx.send(&frame(1, 60)).unwrap();
+    let pcap_in = dir.path().join("in.pcap");
+    let from_file: Vec<Frame> = (2..=4u8)
+        .map(|i| Frame::now(frame(i, 60 + 500 * i as usize)))
+        .collect();
+    qemu::write_frames(&pcap_in, &from_file).unwrap();
+    assert_eq!(tx.send_pcap(&pcap_in).unwrap(), 3);
+    let last = rx
+        .wait_for_frame(Duration::from_secs(10), |f| f[11] == 4)
+        .unwrap();
+    assert_eq!(last.data, frame(4, 2060));
+    let out = dir.path().join("out.pcap");
+    assert_eq!(rx.save_capture(&out).unwrap(), 4);
+    let got: Vec<Vec<u8>> = qemu::read_frames(&out)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.data)
+        .collect();
+    let want: Vec<Vec<u8>> = std::iter::once(frame(1, 60))
+        .chain(from_file.into_iter().map(|f| f.data))
+        .collect();
+    assert_eq!(got, want);
     assert_eq!(vm.quit(), ExitStatus::Other(0));
 }
