@@ -17,10 +17,10 @@ fn host_bridge(m: Machine) -> (u16, u16) {
     }
 }
 
-fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32) {
-    let t = Instant::now();
+fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32, loader: &str) {
     let line = vm.expect_line("`cores online: N`", |l| parse_cores_online(l).is_some());
     let up = vm.elapsed();
+    let t = Instant::now();
     assert_eq!(
         parse_cores_online(&line),
         Some(cores),
@@ -28,6 +28,13 @@ fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32) {
         vm.report()
     );
     vm.expect_exit(ExitStatus::Success);
+    // Direct boots enter through the PVH note, GRUB boots through multiboot2.
+    let via = format!("booted via {loader}");
+    assert!(
+        vm.lines().iter().any(|l| l.contains(&via)),
+        "{what}: the kernel did not report `{via}`; console:\n{}",
+        vm.report()
+    );
     let (v, d) = host_bridge(machine);
     let pci: Vec<_> = vm
         .lines()
@@ -60,6 +67,7 @@ fn direct(machine: Machine, cores: u32) {
         &format!("direct {machine:?} {cores} cores"),
         machine,
         cores,
+        "pvh",
     );
 }
 
@@ -105,6 +113,7 @@ fn disk(firmware: Firmware, cores: u32) {
         &format!("disk image {firmware:?} q35 {cores} cores"),
         Machine::Q35,
         cores,
+        "multiboot2",
     );
 }
 

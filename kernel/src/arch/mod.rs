@@ -74,7 +74,7 @@ pub fn boot_machine() -> crate::app::Machine {
         .get()
         .expect("boot info is read before the app starts");
     console::info!(
-        "ferrule: booted by {}, {} MiB usable RAM",
+        "ferrule: booted via {}, {} MiB usable RAM",
         boot.loader.name(),
         boot.usable_bytes() >> 20
     );
