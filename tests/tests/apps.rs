@@ -24,21 +24,28 @@ fn panic_prints_message_and_location_then_fails() {
     let (msg, loc) = line["PANIC: ".len()..]
         .rsplit_once(" at ")
         .unwrap_or_else(|| panic!("no ` at <file>:<line>` in {line:?}"));
-    assert!(!msg.trim().is_empty(), "empty panic message: {line:?}");
+    assert_eq!(msg, "ferrule test panic 42", "{line:?}");
     let (file, lineno) = loc
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("location {loc:?} is not <file>:<line>"));
     assert!(
-        file.ends_with(".rs") && lineno.trim().parse::<u32>().is_ok(),
-        "location {loc:?} is not <file.rs>:<line>"
+        file.ends_with("tests/apps/panic/src/main.rs") && lineno.trim().parse::<u32>().is_ok(),
+        "location {loc:?} is not tests/apps/panic/src/main.rs:<line>"
+    );
+    assert!(
+        !vm.lines()
+            .iter()
+            .any(|l| l.starts_with("ferrule: app finished")),
+        "the app reported success after panicking; console:\n{}",
+        vm.report()
     );
 }
 
 #[test]
 fn page_fault_gets_an_exception_report() {
     let mut vm = run_app("pagefault", 1);
-    let line = vm.expect_line("the page-fault exception report", |l| {
-        l.to_lowercase().contains("page fault")
+    let line = vm.expect_line("the page-fault exception header", |l| {
+        l.starts_with("EXCEPTION: page fault (#PF) (vector 14)")
     });
     let status = vm.wait_exit();
     assert_eq!(
@@ -47,14 +54,25 @@ fn page_fault_gets_an_exception_report() {
         "after {line:?} the run must fail through isa-debug-exit (not hang or triple-fault); console:\n{}",
         vm.report()
     );
-    let report = vm.transcript().to_lowercase();
+    let lines = vm.lines();
     assert!(
-        report.contains("cr2") || report.contains("address"),
-        "the report names no faulting address; console:\n{report}"
+        lines.iter().any(|l| l
+            .trim_start()
+            .starts_with("faulting address 0x0000400000000000 (page not present, read")),
+        "the report does not name the faulting address (CR2) 0x400000000000; console:\n{}",
+        vm.report()
     );
+    for reg in ["rip 0x", "rsp 0x", "rax 0x", "r15 0x"] {
+        assert!(
+            lines.iter().any(|l| l.contains(reg)),
+            "the report shows no `{reg}`; console:\n{}",
+            vm.report()
+        );
+    }
     assert!(
-        report.contains("rip"),
-        "the report shows no registers (rip); console:\n{report}"
+        !lines.iter().any(|l| l.contains("without a fault")),
+        "the read did not fault; console:\n{}",
+        vm.report()
     );
 }
 
@@ -73,10 +91,18 @@ fn dma_checks_pass() {
         vm.report()
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.to_lowercase().contains("dma") && l.to_lowercase().contains("ok")),
-        "no DMA check reported ok; console:\n{}",
+        lines.iter().any(|l| l == "dma ok: 6 regions"),
+        "no `dma ok: 6 regions`; console:\n{}",
+        vm.report()
+    );
+    let regions = lines
+        .iter()
+        .filter(|l| l.starts_with("dma region "))
+        .count();
+    assert_eq!(
+        regions,
+        6,
+        "expected 6 `dma region` lines; console:\n{}",
         vm.report()
     );
 }
