@@ -29,7 +29,9 @@ impl FlowKey {
     /// The canonical key and whether the packet's sender is endpoint `a`.
     #[inline]
     pub fn new(v6: bool, src: &[u8; 16], sp: u16, dst: &[u8; 16], dp: u16) -> (FlowKey, bool) {
-        if (src, sp) <= (dst, dp) {
+        // Lexicographic (address bytes, port) order, compared as big-endian integers.
+        let (s, d) = (u128::from_be_bytes(*src), u128::from_be_bytes(*dst));
+        if s < d || (s == d && sp <= dp) {
             (
                 FlowKey {
                     a: *src,
