@@ -63,6 +63,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Parse Ethernet, VLAN tags and the IP layer.
+#[inline]
 pub(crate) fn parse_l3(frame: &[u8]) -> Result<L3<'_>, DropReason> {
     // Same checks as smoltcp's `EthernetFrame::new_checked`: at least the 14-byte header.
     let eth: &[u8; 14] = frame
@@ -88,6 +89,7 @@ pub(crate) fn parse_l3(frame: &[u8]) -> Result<L3<'_>, DropReason> {
     }
 }
 
+#[inline]
 fn parse_ipv4(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
     // The checks of smoltcp's `Ipv4Packet::new_checked` (20-byte minimum, header within the
     // buffer, header within the total length, total length within the buffer), on one fixed-size
@@ -204,6 +206,7 @@ fn parse_ipv6(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
 }
 
 /// Parse a TCP segment.
+#[inline]
 pub(crate) fn parse_tcp(seg: &[u8]) -> Result<Tcp<'_>, DropReason> {
     // The checks of smoltcp's `TcpPacket::new_checked` (20-byte minimum, data offset of at least
     // 20 bytes and within the buffer), on one fixed-size view of the header.
