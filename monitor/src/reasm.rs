@@ -207,6 +207,23 @@ impl SideState {
             self.tail = c;
             self.nchunks += 1;
         }
+        // Common case: the bytes fit in the tail chunk, so one straight copy (the state left is
+        // exactly what `write_at` leaves, finger included).
+        let rel = s - self.base;
+        let k = (rel / cs) as u32;
+        let at = (rel % cs) as usize;
+        if k + 1 == self.nchunks && !data.is_empty() {
+            if let Some(dst) = pool
+                .chunks
+                .get_mut(self.tail as usize)
+                .and_then(|c| c.get_mut(at..at + data.len()))
+            {
+                dst.copy_from_slice(data);
+                self.set_finger((k, self.tail));
+                self.cont_end = e;
+                return true;
+            }
+        }
         self.write_at(pool, s, data);
         self.cont_end = e;
         true
