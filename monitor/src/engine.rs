@@ -688,6 +688,7 @@ fn set_state<M: Middlebox>(
 }
 
 /// Raise pending `CONN_NEW_DATA` of one flow.
+#[inline]
 fn flush_new_data<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>, flow: u32) {
     for side in Side::BOTH {
         let s = &mut core.flows[flow as usize].sides[side.index()];
