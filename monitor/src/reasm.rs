@@ -485,6 +485,28 @@ impl SideState {
     /// Returns the position reached, for [`SideState::set_finger`].
     pub fn read_at(&self, pool: &Pool<'_>, mut off: u64, buf: &mut [u8]) -> (u32, u32) {
         let cs = CHUNK_SIZE as u64;
+        // Common case: the bytes lie in one chunk that is the tail or under the finger, so one
+        // straight copy (same result as the general walk below).
+        let rel = off - self.base;
+        let k0 = (rel / cs) as u32;
+        if k0 < self.nchunks {
+            let idx = if k0 + 1 == self.nchunks {
+                self.tail
+            } else if self.finger.1 != NONE && self.finger.0 == k0 {
+                self.finger.1
+            } else {
+                NONE
+            };
+            let at = (rel % cs) as usize;
+            if let Some(src) = pool
+                .chunks
+                .get(idx as usize)
+                .and_then(|c| c.get(at..at + buf.len()))
+            {
+                buf.copy_from_slice(src);
+                return (k0, idx);
+            }
+        }
         let mut done = 0;
         let mut k = ((off - self.base) / cs) as u32;
         let mut idx = if k < self.nchunks {
