@@ -56,6 +56,16 @@ impl FlowKey {
         }
     }
 
+    /// `self == other`, comparing the addresses as two 128-bit words.
+    #[inline]
+    pub fn same(&self, other: &FlowKey) -> bool {
+        u128::from_ne_bytes(self.a) == u128::from_ne_bytes(other.a)
+            && u128::from_ne_bytes(self.b) == u128::from_ne_bytes(other.b)
+            && self.pa == other.pa
+            && self.pb == other.pb
+            && self.v6 == other.v6
+    }
+
     /// A seeded multiply-rotate hash over the key's five 64-bit words (FxHash-style mixing with
     /// a final avalanche). Not the NIC's RSS hash.
     #[inline]
@@ -177,7 +187,7 @@ pub(crate) fn lookup<F>(
         }
         if b.tag == tag {
             if let Some(f) = flows.get(b.slot as usize) {
-                if f.key == *key && f.live() {
+                if f.key.same(key) && f.live() {
                     return Some(b.slot);
                 }
             }
