@@ -76,7 +76,10 @@ impl FlowKey {
             u64::from_le_bytes(word(&self.a, 8)),
             u64::from_le_bytes(word(&self.b, 0)),
             u64::from_le_bytes(word(&self.b, 8)),
-            (self.pa as u64) | ((self.pb as u64) << 16) | ((self.v6 as u64) << 32),
+            // Not the key's memory layout on purpose: a packed `pa | pb << 16` made the compiler
+            // reload both ports with one 32-bit load just after two 16-bit stores of the new key,
+            // a store-forwarding stall on every packet.
+            ((self.pa as u64) << 40) | ((self.pb as u64) << 8) | (self.v6 as u64),
         ];
         let mut h = seed;
         for x in w {
