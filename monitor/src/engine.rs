@@ -641,6 +641,19 @@ fn raise_pair_slow<M: Middlebox>(
     ev: Event,
     sender: Side,
 ) {
+    raise_pair_body(mb, core, flow, frame, ev, sender);
+}
+
+/// `raise_pair` after its interest test (inlined where events are raised in a loop).
+#[inline(always)]
+fn raise_pair_body<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    sender: Side,
+) {
     if core.flows[flow as usize].flags & F_STOPPED != 0 {
         return;
     }
@@ -695,7 +708,9 @@ fn flush_new_data<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>, flow: 
         if s.flags & S_NEWDATA != 0 {
             s.flags &= !S_NEWDATA;
             // `side` received the data: its peer sent it.
-            raise_pair(mb, core, flow, None, Event::CONN_NEW_DATA, side.peer());
+            if core.reg.any_interest & Event::CONN_NEW_DATA.0 != 0 {
+                raise_pair_body(mb, core, flow, None, Event::CONN_NEW_DATA, side.peer());
+            }
         }
     }
 }
