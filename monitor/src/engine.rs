@@ -49,6 +49,8 @@ pub struct Registry {
     subs: [u64; 3],
     /// Per hook: events worth raising (subscribed, or the parent of a needed user event).
     interest: [u64; 3],
+    /// The union of `interest` over the hooks (one test on the packet path).
+    any_interest: u64,
     /// Per hook: user events with a subscribed descendant (or self).
     needed: [u64; 3],
     udes: heapless::Vec<Ude, MAX_USER_EVENTS>,
@@ -61,6 +63,7 @@ impl Registry {
         Registry {
             subs: [0; 3],
             interest: [0; 3],
+            any_interest: 0,
             needed: [0; 3],
             udes: heapless::Vec::new(),
             timers: heapless::Vec::new(),
@@ -171,6 +174,7 @@ impl Registry {
             }
             self.interest[h] = interest;
         }
+        self.any_interest = self.interest[0] | self.interest[1] | self.interest[2];
     }
 }
 
@@ -611,6 +615,7 @@ fn raise_at<M: Middlebox>(
 }
 
 /// An event with both views: `Snd` (sender) then `Rcv` and `Any` (receiver).
+#[inline]
 fn raise_pair<M: Middlebox>(
     mb: &mut M,
     core: &mut Core<'_, M::Flow>,
@@ -619,8 +624,37 @@ fn raise_pair<M: Middlebox>(
     ev: Event,
     sender: Side,
 ) {
-    let i = &core.reg.interest;
-    if (i[0] | i[1] | i[2]) & ev.0 == 0 || core.flows[flow as usize].flags & F_STOPPED != 0 {
+    // Inlined check so that an event nobody listens to (PKT_IN, most often) costs a load and a
+    // test on the packet path instead of a call.
+    if core.reg.any_interest & ev.0 == 0 {
+        return;
+    }
+    raise_pair_slow(mb, core, flow, frame, ev, sender);
+}
+
+#[inline(never)]
+fn raise_pair_slow<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    sender: Side,
+) {
+    raise_pair_body(mb, core, flow, frame, ev, sender);
+}
+
+/// `raise_pair` after its interest test (inlined where events are raised in a loop).
+#[inline(always)]
+fn raise_pair_body<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    sender: Side,
+) {
+    if core.flows[flow as usize].flags & F_STOPPED != 0 {
         return;
     }
     raise_at(mb, core, Some(flow), frame, ev, Hook::Snd, sender);
@@ -638,7 +672,10 @@ fn raise_one<M: Middlebox>(
     hook: Hook,
     side: Side,
 ) {
-    if core.flows[flow as usize].flags & F_STOPPED != 0 {
+    let i = &core.reg.interest;
+    if (i[hook as usize] | i[Hook::Any as usize]) & ev.0 == 0
+        || core.flows[flow as usize].flags & F_STOPPED != 0
+    {
         return;
     }
     raise_at(mb, core, Some(flow), frame, ev, hook, side);
@@ -664,13 +701,16 @@ fn set_state<M: Middlebox>(
 }
 
 /// Raise pending `CONN_NEW_DATA` of one flow.
+#[inline]
 fn flush_new_data<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>, flow: u32) {
     for side in Side::BOTH {
         let s = &mut core.flows[flow as usize].sides[side.index()];
         if s.flags & S_NEWDATA != 0 {
             s.flags &= !S_NEWDATA;
             // `side` received the data: its peer sent it.
-            raise_pair(mb, core, flow, None, Event::CONN_NEW_DATA, side.peer());
+            if core.reg.any_interest & Event::CONN_NEW_DATA.0 != 0 {
+                raise_pair_body(mb, core, flow, None, Event::CONN_NEW_DATA, side.peer());
+            }
         }
     }
 }

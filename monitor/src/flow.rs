@@ -29,7 +29,9 @@ impl FlowKey {
     /// The canonical key and whether the packet's sender is endpoint `a`.
     #[inline]
     pub fn new(v6: bool, src: &[u8; 16], sp: u16, dst: &[u8; 16], dp: u16) -> (FlowKey, bool) {
-        if (src, sp) <= (dst, dp) {
+        // Lexicographic (address bytes, port) order, compared as big-endian integers.
+        let (s, d) = (u128::from_be_bytes(*src), u128::from_be_bytes(*dst));
+        if s < d || (s == d && sp <= dp) {
             (
                 FlowKey {
                     a: *src,
@@ -54,6 +56,16 @@ impl FlowKey {
         }
     }
 
+    /// `self == other`, comparing the addresses as two 128-bit words.
+    #[inline]
+    pub fn same(&self, other: &FlowKey) -> bool {
+        u128::from_ne_bytes(self.a) == u128::from_ne_bytes(other.a)
+            && u128::from_ne_bytes(self.b) == u128::from_ne_bytes(other.b)
+            && self.pa == other.pa
+            && self.pb == other.pb
+            && self.v6 == other.v6
+    }
+
     /// A seeded multiply-rotate hash over the key's five 64-bit words (FxHash-style mixing with
     /// a final avalanche). Not the NIC's RSS hash.
     #[inline]
@@ -64,7 +76,10 @@ impl FlowKey {
             u64::from_le_bytes(word(&self.a, 8)),
             u64::from_le_bytes(word(&self.b, 0)),
             u64::from_le_bytes(word(&self.b, 8)),
-            (self.pa as u64) | ((self.pb as u64) << 16) | ((self.v6 as u64) << 32),
+            // Not the key's memory layout on purpose: a packed `pa | pb << 16` made the compiler
+            // reload both ports with one 32-bit load just after two 16-bit stores of the new key,
+            // a store-forwarding stall on every packet.
+            ((self.pa as u64) << 40) | ((self.pb as u64) << 8) | (self.v6 as u64),
         ];
         let mut h = seed;
         for x in w {
@@ -175,7 +190,7 @@ pub(crate) fn lookup<F>(
         }
         if b.tag == tag {
             if let Some(f) = flows.get(b.slot as usize) {
-                if f.key == *key && f.live() {
+                if f.key.same(key) && f.live() {
                     return Some(b.slot);
                 }
             }

@@ -1,10 +1,11 @@
 //! Packet intake: Ethernet (802.1Q / QinQ), IPv4, IPv6 (extension headers skipped), TCP, and
 //! bounded IP fragment reassembly.
 //!
-//! Received bytes are untrusted: every header goes through smoltcp's checked views
-//! (`new_checked`) or bounds-checked `get`, so no input can panic or read out of bounds.
+//! Received bytes are untrusted: every header goes through bounds-checked `get` into a fixed-size
+//! header view (Ethernet, IPv4, TCP: the same length checks as smoltcp's `new_checked`, done once)
+//! or smoltcp's checked views (IPv6), so no input can panic or read out of bounds.
 
-use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket};
+use smoltcp::wire::{IpProtocol, Ipv6Packet, TcpOption};
 
 use crate::config::{Counters, DropReason, FRAG_DATAGRAM_MAX};
 
@@ -62,9 +63,14 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Parse Ethernet, VLAN tags and the IP layer.
+#[inline]
 pub(crate) fn parse_l3(frame: &[u8]) -> Result<L3<'_>, DropReason> {
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::TruncatedEthernet)?;
-    let mut ty: u16 = eth.ethertype().into();
+    // Same checks as smoltcp's `EthernetFrame::new_checked`: at least the 14-byte header.
+    let eth: &[u8; 14] = frame
+        .get(..14)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DropReason::TruncatedEthernet)?;
+    let mut ty = u16::from_be_bytes([eth[12], eth[13]]);
     let mut off = 14usize;
     let mut tags = 0;
     while ty == ETH_VLAN || ty == ETH_QINQ || ty == ETH_QINQ_OLD {
@@ -83,9 +89,21 @@ pub(crate) fn parse_l3(frame: &[u8]) -> Result<L3<'_>, DropReason> {
     }
 }
 
+#[inline]
 fn parse_ipv4(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
-    let ip = Ipv4Packet::new_checked(b).map_err(|_| DropReason::BadIpv4)?;
-    if ip.version() != 4 || ip.header_len() < 20 {
+    // The checks of smoltcp's `Ipv4Packet::new_checked` (20-byte minimum, header within the
+    // buffer, header within the total length, total length within the buffer), on one fixed-size
+    // view of the header so that every field read below is free of bounds checks.
+    let h: &[u8; 20] = b
+        .get(..20)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DropReason::BadIpv4)?;
+    let header_len = ((h[0] & 0x0f) * 4) as usize;
+    let total_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if b.len() < header_len || header_len > total_len || b.len() < total_len {
+        return Err(DropReason::BadIpv4);
+    }
+    if h[0] >> 4 != 4 || header_len < 20 {
         return Err(DropReason::BadIpv4);
     }
     let mut addrs = Addrs {
@@ -93,17 +111,20 @@ fn parse_ipv4(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
         src: [0; 16],
         dst: [0; 16],
     };
-    addrs.src[..4].copy_from_slice(&ip.src_addr().octets());
-    addrs.dst[..4].copy_from_slice(&ip.dst_addr().octets());
-    let proto: u8 = ip.next_header().into();
-    let data = ip.payload();
-    if ip.more_frags() || ip.frag_offset() != 0 {
+    addrs.src[..4].copy_from_slice(&h[12..16]);
+    addrs.dst[..4].copy_from_slice(&h[16..20]);
+    let proto: u8 = h[9];
+    let data = b.get(header_len..total_len).ok_or(DropReason::BadIpv4)?;
+    let flg_off = u16::from_be_bytes([h[6], h[7]]);
+    let more_frags = flg_off & 0x2000 != 0;
+    let frag_offset = flg_off << 3;
+    if more_frags || frag_offset != 0 {
         return Ok(L3::Frag {
             addrs,
             proto,
-            id: ip.ident() as u32,
-            off: ip.frag_offset() as usize,
-            more: ip.more_frags(),
+            id: u16::from_be_bytes([h[4], h[5]]) as u32,
+            off: frag_offset as usize,
+            more: more_frags,
             data,
         });
     }
@@ -185,43 +206,63 @@ fn parse_ipv6(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
 }
 
 /// Parse a TCP segment.
+#[inline]
 pub(crate) fn parse_tcp(seg: &[u8]) -> Result<Tcp<'_>, DropReason> {
-    let t = TcpPacket::new_checked(seg).map_err(|_| DropReason::BadTcp)?;
+    // The checks of smoltcp's `TcpPacket::new_checked` (20-byte minimum, data offset of at least
+    // 20 bytes and within the buffer), on one fixed-size view of the header.
+    let h: &[u8; 20] = seg
+        .get(..20)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DropReason::BadTcp)?;
+    let header_len = ((h[12] >> 4) as usize) * 4;
+    if seg.len() < header_len || header_len < 20 {
+        return Err(DropReason::BadTcp);
+    }
+    let flags = h[13];
+    let syn = flags & 0x02 != 0;
+    let wscale = if syn {
+        syn_wscale(seg.get(20..header_len).unwrap_or(&[]))
+    } else {
+        None
+    };
+    Ok(Tcp {
+        sport: u16::from_be_bytes([h[0], h[1]]),
+        dport: u16::from_be_bytes([h[2], h[3]]),
+        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        syn,
+        ackf: flags & 0x10 != 0,
+        fin: flags & 0x01 != 0,
+        rst: flags & 0x04 != 0,
+        wscale,
+        payload: seg.get(header_len..).unwrap_or(&[]),
+    })
+}
+
+/// The window scale announced in a SYN's options, if any (kept out of line: one packet a flow).
+#[inline(never)]
+fn syn_wscale(mut opts: &[u8]) -> Option<u8> {
     let mut wscale = None;
-    if t.syn() {
-        let mut opts = t.options();
-        for _ in 0..40 {
-            if opts.is_empty() {
-                break;
-            }
-            match TcpOption::parse(opts) {
-                Ok((rest, opt)) => {
-                    match opt {
-                        TcpOption::EndOfList => break,
-                        TcpOption::WindowScale(s) => wscale = Some(s.min(14)),
-                        _ => {}
-                    }
-                    if rest.len() >= opts.len() {
-                        break;
-                    }
-                    opts = rest;
+    for _ in 0..40 {
+        if opts.is_empty() {
+            break;
+        }
+        match TcpOption::parse(opts) {
+            Ok((rest, opt)) => {
+                match opt {
+                    TcpOption::EndOfList => break,
+                    TcpOption::WindowScale(s) => wscale = Some(s.min(14)),
+                    _ => {}
                 }
-                Err(_) => break,
+                if rest.len() >= opts.len() {
+                    break;
+                }
+                opts = rest;
             }
+            Err(_) => break,
         }
     }
-    Ok(Tcp {
-        sport: t.src_port(),
-        dport: t.dst_port(),
-        seq: t.seq_number().0 as u32,
-        ack: t.ack_number().0 as u32,
-        syn: t.syn(),
-        ackf: t.ack(),
-        fin: t.fin(),
-        rst: t.rst(),
-        wscale,
-        payload: t.payload(),
-    })
+    wscale
 }
 
 const BLOCKS: usize = FRAG_DATAGRAM_MAX / 8;

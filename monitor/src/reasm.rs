@@ -207,6 +207,23 @@ impl SideState {
             self.tail = c;
             self.nchunks += 1;
         }
+        // Common case: the bytes fit in the tail chunk, so one straight copy (the state left is
+        // exactly what `write_at` leaves, finger included).
+        let rel = s - self.base;
+        let k = (rel / cs) as u32;
+        let at = (rel % cs) as usize;
+        if k + 1 == self.nchunks && !data.is_empty() {
+            if let Some(dst) = pool
+                .chunks
+                .get_mut(self.tail as usize)
+                .and_then(|c| c.get_mut(at..at + data.len()))
+            {
+                dst.copy_from_slice(data);
+                self.set_finger((k, self.tail));
+                self.cont_end = e;
+                return true;
+            }
+        }
         self.write_at(pool, s, data);
         self.cont_end = e;
         true
@@ -468,6 +485,28 @@ impl SideState {
     /// Returns the position reached, for [`SideState::set_finger`].
     pub fn read_at(&self, pool: &Pool<'_>, mut off: u64, buf: &mut [u8]) -> (u32, u32) {
         let cs = CHUNK_SIZE as u64;
+        // Common case: the bytes lie in one chunk that is the tail or under the finger, so one
+        // straight copy (same result as the general walk below).
+        let rel = off - self.base;
+        let k0 = (rel / cs) as u32;
+        if k0 < self.nchunks {
+            let idx = if k0 + 1 == self.nchunks {
+                self.tail
+            } else if self.finger.1 != NONE && self.finger.0 == k0 {
+                self.finger.1
+            } else {
+                NONE
+            };
+            let at = (rel % cs) as usize;
+            if let Some(src) = pool
+                .chunks
+                .get(idx as usize)
+                .and_then(|c| c.get(at..at + buf.len()))
+            {
+                buf.copy_from_slice(src);
+                return (k0, idx);
+            }
+        }
         let mut done = 0;
         let mut k = ((off - self.base) / cs) as u32;
         let mut idx = if k < self.nchunks {
