@@ -3,3 +3,4 @@
 //!
 //! Host-only. It must not run QEMU itself (see `qemu`).
 #![forbid(unsafe_code)]
+pub mod host;
