@@ -149,8 +149,8 @@ impl GenConfig {
         if !(64..=9000).contains(&self.mss) {
             return bad("mss must be within 64..=9000");
         }
-        if self.flows > (1 << 32) {
-            return bad("at most 2^32 flows");
+        if self.flows > (1 << 24) {
+            return bad("at most 2^24 flows (client addresses are 10.x.y.z, one per flow)");
         }
         for (name, v) in [
             ("reorder", self.reorder_pct),
@@ -459,13 +459,12 @@ impl Gen<'_> {
             let s = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, (idx % 251) as u16 + 1);
             (IpAddr::V6(c), IpAddr::V6(s))
         } else {
-            // idx < 2^32: 10.x.y.z is unique per flow when idx < 2^24; the port makes the
-            // rest unique.
+            // idx < 2^24: 10.x.y.z is unique per flow.
             let c = Ipv4Addr::new(10, (idx >> 16) as u8, (idx >> 8) as u8, idx as u8);
             let s = Ipv4Addr::new(192, 168, (idx % 251) as u8, 1);
             (IpAddr::V4(c), IpAddr::V4(s))
         };
-        let cport = 1024 + ((idx >> 24) as u16 & 0x3ff) * 60 + rng.below(60) as u16;
+        let cport = 1024 + rng.below(64512) as u16;
         let vlans: &'static [u16] = if rng.pct(cfg.qinq_pct) {
             &[100, 200]
         } else if rng.pct(cfg.vlan_pct) {

@@ -3,6 +3,9 @@
 //!
 //! Everything here runs on a developer's host with `std`; none of it is part of an image.
 
+pub mod capture;
 pub mod cli;
+pub mod floor;
 pub mod gen;
 pub mod json;
+pub mod peers;
