@@ -12,6 +12,7 @@
 pub mod build;
 pub mod cli;
 pub mod disk;
+pub mod host;
 pub mod setup;
 
 pub use build::{build_app, workspace_root, App, Verbosity};

@@ -26,6 +26,8 @@ enum Command {
     Run(cli::RunArgs),
     /// Install what is missing (as root on Debian), then run every test.
     Test(cli::TestArgs),
+    /// Write a synthetic capture with exact per-direction ground truth.
+    Gen(image::host::cli::GenArgs),
 }
 
 fn main() {
@@ -33,6 +35,7 @@ fn main() {
         Command::Build(a) => cli::run_build(&a),
         Command::Run(a) => cli::run_run(&a),
         Command::Test(a) => cli::run_test(&a),
+        Command::Gen(a) => image::host::cli::run_gen(&a),
     };
     std::process::exit(code);
 }

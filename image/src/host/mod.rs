@@ -1,0 +1,11 @@
+//! Host-mode tools over captures: the generator (`gen`), and (as they land) `flows`,
+//! `replay` and `bench`.
+//!
+//! Everything here runs on a developer's host with `std`; none of it is part of an image.
+
+pub mod capture;
+pub mod cli;
+pub mod floor;
+pub mod gen;
+pub mod json;
+pub mod peers;

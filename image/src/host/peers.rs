@@ -1,0 +1,420 @@
+//! The external peers of `cargo ferrule bench` — libnids (`bench/nidsbench.c`) and Suricata 7 —
+//! and installing them on Debian when they are missing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The libnids peer's source, compiled on demand.
+pub const NIDSBENCH_C: &str = include_str!("../../../bench/nidsbench.c");
+
+/// The one content rule Suricata runs (bench-method.md §3: without a rule, app-layer
+/// detection gives up and reassembly stops, which would not be a reassembly benchmark).
+pub const NEEDLE_RULE: &str =
+    "alert tcp any any -> any any (msg:\"needle\"; content:\"|de ad be ef 42 42|\"; sid:1000001; rev:1;)\n";
+
+/// One timed run of an external program.
+#[derive(Clone, Debug, Default)]
+pub struct PeerRun {
+    /// Seconds of work (libnids: `nids_run()` alone; Suricata: wall time minus startup).
+    pub secs: f64,
+    /// Peak resident set size in KiB (from `/usr/bin/time`, or the program's own getrusage).
+    pub peak_kb: Option<u64>,
+    /// Human-readable evidence that the work was done (byte counts, stats counters).
+    pub evidence: String,
+}
+
+/// Why a peer could not be run or did not do the full job.
+#[derive(Debug)]
+pub struct PeerError(pub String);
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(m: impl Into<String>) -> Result<T, PeerError> {
+    Err(PeerError(m.into()))
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn os_release(key: &str) -> Option<String> {
+    let t = std::fs::read_to_string("/etc/os-release").ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+/// The URI of the Debian archive already configured for `codename` (not the security one),
+/// read from `/etc/apt/sources.list` and `/etc/apt/sources.list.d/*.{list,sources}`.
+pub fn debian_archive_uri(codename: &str) -> Option<String> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(d) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        files.extend(d.flatten().map(|e| e.path()));
+    }
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let name = f.to_string_lossy();
+        if name.ends_with(".list") {
+            for l in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("deb "))
+            {
+                let words: Vec<&str> = l
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with('['))
+                    .collect();
+                if words.len() >= 3 && words[2] == codename && !words[1].contains("security") {
+                    return Some(words[1].to_string());
+                }
+            }
+        } else if name.ends_with(".sources") {
+            for stanza in text.split("\n\n") {
+                let field = |k: &str| {
+                    stanza
+                        .lines()
+                        .find_map(|l| l.strip_prefix(k))
+                        .map(|v| v.trim().to_string())
+                };
+                let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) else {
+                    continue;
+                };
+                if suites.split_whitespace().any(|s| s == codename) {
+                    if let Some(u) = uris.split_whitespace().find(|u| !u.contains("security")) {
+                        return Some(u.to_string());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+fn backports_configured(codename: &str) -> bool {
+    let Ok(o) = Command::new("apt-cache").arg("policy").output() else {
+        return false;
+    };
+    String::from_utf8_lossy(&o.stdout).contains(&format!("{codename}-backports"))
+}
+
+fn apt(args: &[&str]) -> Result<(), PeerError> {
+    eprintln!("ferrule bench: apt-get {}", args.join(" "));
+    let st = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| PeerError(format!("apt-get: {e}")))?;
+    if st.success() {
+        Ok(())
+    } else {
+        err(format!("apt-get {} failed ({st})", args.join(" ")))
+    }
+}
+
+/// What is missing for the peers, as the commands that would install it.
+pub fn missing() -> Vec<String> {
+    let mut m = Vec::new();
+    if !have("gcc") {
+        m.push("apt-get install -y gcc".to_string());
+    }
+    if !Path::new("/usr/include/nids.h").exists() || !Path::new("/usr/include/pcap.h").exists() {
+        m.push("apt-get install -y libnids-dev libpcap-dev".to_string());
+    }
+    if !have("suricata") {
+        m.push("apt-get install -y -t bookworm-backports suricata".to_string());
+    }
+    if !Path::new("/usr/bin/time").exists() {
+        m.push("apt-get install -y time".to_string());
+    }
+    m
+}
+
+/// Installs what the peers need when running as root on Debian; otherwise explains what to
+/// install. Returns the list of problems left (empty = all present).
+pub fn ensure_installed(allow_install: bool) -> Vec<String> {
+    let need = missing();
+    if need.is_empty() {
+        return need;
+    }
+    let debian = os_release("ID").as_deref() == Some("debian");
+    if !allow_install || !debian || !is_root() {
+        let mut v = vec!["peers missing; install them with:".to_string()];
+        v.extend(need.iter().map(|c| format!("  sudo {c}")));
+        if !debian {
+            v.push(
+                "  (these are Debian package names; use your distribution's equivalents)".into(),
+            );
+        }
+        return v;
+    }
+    let codename = os_release("VERSION_CODENAME").unwrap_or_else(|| "bookworm".into());
+    let mut problems = Vec::new();
+    let _ = apt(&["update", "-q"]);
+    let mut plain = vec!["install", "-y", "-q"];
+    if !have("gcc") {
+        plain.push("gcc");
+    }
+    if !Path::new("/usr/include/nids.h").exists() || !Path::new("/usr/include/pcap.h").exists() {
+        plain.extend(["libnids-dev", "libpcap-dev"]);
+    }
+    if !Path::new("/usr/bin/time").exists() {
+        plain.push("time");
+    }
+    if plain.len() > 3 {
+        if let Err(e) = apt(&plain) {
+            problems.push(e.0);
+        }
+    }
+    if !have("suricata") {
+        let bp = format!("{codename}-backports");
+        if !backports_configured(&codename) {
+            match debian_archive_uri(&codename) {
+                Some(uri) => {
+                    let text = format!(
+                        "Types: deb\nURIs: {uri}\nSuites: {bp}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+                    );
+                    let f = "/etc/apt/sources.list.d/ferrule-backports.sources";
+                    eprintln!("ferrule bench: adding {bp} from {uri} to {f}");
+                    if let Err(e) = std::fs::write(f, text) {
+                        problems.push(format!("{f}: {e}"));
+                    }
+                    let _ = apt(&["update", "-q"]);
+                }
+                None => problems.push(format!(
+                    "no Debian archive for {codename} configured; add {bp} and run apt-get install -t {bp} suricata"
+                )),
+            }
+        }
+        if let Err(e) = apt(&["install", "-y", "-q", "-t", &bp, "suricata"]) {
+            problems.push(e.0);
+        }
+    }
+    problems.extend(
+        missing()
+            .into_iter()
+            .map(|c| format!("still missing after install: {c}")),
+    );
+    problems
+}
+
+/// Compiles `nidsbench` into `dir` (from the embedded source) and returns its path.
+pub fn build_nidsbench(dir: &Path) -> Result<PathBuf, PeerError> {
+    let src = dir.join("nidsbench.c");
+    let bin = dir.join("nidsbench");
+    std::fs::write(&src, NIDSBENCH_C).map_err(|e| PeerError(format!("{}: {e}", src.display())))?;
+    let o = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .args(["-lnids", "-lpcap"])
+        .output()
+        .map_err(|e| PeerError(format!("gcc: {e}")))?;
+    if !o.status.success() {
+        return err(format!(
+            "gcc nidsbench.c failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(bin)
+}
+
+/// Runs `cmd` under `/usr/bin/time` (when present) and returns (stdout, stderr, wall secs,
+/// peak KiB).
+fn timed(cmd: &mut Command, dir: &Path) -> Result<(String, String, f64, Option<u64>), PeerError> {
+    let tfile = dir.join("time.out");
+    let _ = std::fs::remove_file(&tfile);
+    let prog = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut c = if Path::new("/usr/bin/time").exists() {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&tfile)
+            .arg(&prog)
+            .args(&args);
+        c
+    } else {
+        let mut c = Command::new(&prog);
+        c.args(&args);
+        c
+    };
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    let t = Instant::now();
+    let o = c
+        .output()
+        .map_err(|e| PeerError(format!("{}: {e}", prog.to_string_lossy())))?;
+    let secs = t.elapsed().as_secs_f64();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let errs = String::from_utf8_lossy(&o.stderr).into_owned();
+    if !o.status.success() {
+        return err(format!(
+            "{} failed ({}):\n{errs}",
+            prog.to_string_lossy(),
+            o.status
+        ));
+    }
+    let kb = std::fs::read_to_string(&tfile)
+        .ok()
+        .and_then(|t| t.trim().lines().last()?.trim().parse().ok());
+    Ok((out, errs, secs, kb))
+}
+
+fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// Runs libnids over `pcap`; fails unless it reassembled exactly `want_c2s`/`want_s2c` bytes
+/// in `want_flows` flows (libnids counts bytes through holes it skips, so pass `None` for
+/// captures with loss).
+pub fn run_nids(
+    bin: &Path,
+    pcap: &Path,
+    dir: &Path,
+    want: Option<(u64, u64, u64)>,
+) -> Result<PeerRun, PeerError> {
+    let (out, _, _, kb) = timed(Command::new(bin).arg(pcap), dir)?;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("nidsbench "))
+        .ok_or(PeerError(format!("nidsbench printed no result: {out}")))?;
+    let get = |k| field(line, k).ok_or(PeerError(format!("nidsbench: no {k} in {line}")));
+    let (flows, c2s, s2c, ns) = (get("flows")?, get("c2s")?, get("s2c")?, get("run_ns")?);
+    if let Some((f, c, s)) = want {
+        if (flows, c2s, s2c) != (f, c, s) {
+            return err(format!(
+                "libnids did not reassemble everything: flows {flows}/{f}, c2s {c2s}/{c}, s2c {s2c}/{s}"
+            ));
+        }
+    }
+    Ok(PeerRun {
+        secs: ns as f64 / 1e9,
+        peak_kb: kb.or(field(line, "maxrss_kb")),
+        evidence: format!("libnids: {flows} flows, {c2s} B c2s, {s2c} B s2c (= ground truth)"),
+    })
+}
+
+/// The counters of the last block of a Suricata `stats.log`.
+pub fn last_stats(stats_log: &str) -> Vec<(String, u64)> {
+    let mut cur: Vec<(String, u64)> = Vec::new();
+    for l in stats_log.lines() {
+        if l.starts_with("Date:") {
+            cur.clear();
+            continue;
+        }
+        let parts: Vec<&str> = l.split('|').map(str::trim).collect();
+        if parts.len() == 3 {
+            if let Ok(v) = parts[2].parse() {
+                cur.push((parts[0].to_string(), v));
+            }
+        }
+    }
+    cur
+}
+
+/// Runs Suricata 7 single-threaded over `pcap` with the memcaps raised and the needle rule,
+/// and checks `stats.log` for full reassembly: no `tcp.reassembly_gap`, no
+/// `tcp.insert_data_normal_fail`, and at least `data_segments` segments inserted.
+/// `startup` (seconds, measured on a tiny capture) is subtracted from the wall time.
+pub fn run_suricata(
+    pcap: &Path,
+    dir: &Path,
+    data_segments: u64,
+    startup: f64,
+) -> Result<PeerRun, PeerError> {
+    let out = dir.join("suricata");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).map_err(|e| PeerError(format!("{}: {e}", out.display())))?;
+    let rules = dir.join("needle.rules");
+    std::fs::write(&rules, NEEDLE_RULE)
+        .map_err(|e| PeerError(format!("{}: {e}", rules.display())))?;
+    let mut c = Command::new("suricata");
+    c.arg("-r")
+        .arg(pcap)
+        .args(["--runmode", "single", "-k", "none", "-l"])
+        .arg(&out)
+        .arg("-S")
+        .arg(&rules);
+    for s in [
+        "outputs.0.fast.enabled=no",
+        "outputs.1.eve-log.enabled=no",
+        "stream.reassembly.depth=0",
+        "stream.memcap=2gb",
+        "stream.reassembly.memcap=4gb",
+        "flow.memcap=1gb",
+    ] {
+        c.args(["--set", s]);
+    }
+    let (_, _, secs, kb) = timed(&mut c, dir)?;
+    let log = std::fs::read_to_string(out.join("stats.log"))
+        .map_err(|e| PeerError(format!("suricata stats.log: {e}")))?;
+    let stats = last_stats(&log);
+    let get = |k: &str| stats.iter().find(|(n, _)| n == k).map_or(0, |x| x.1);
+    let gap = get("tcp.reassembly_gap");
+    let fail = get("tcp.insert_data_normal_fail");
+    let segs = get("tcp.segment_from_cache") + get("tcp.segment_from_pool");
+    let mut ev = String::new();
+    let _ = write!(
+        ev,
+        "suricata: {} pkts, {} sessions, {segs} segments inserted (>= {data_segments} data segments), reassembly_gap {gap}, insert_data_normal_fail {fail}",
+        get("decoder.pkts"),
+        get("tcp.sessions")
+    );
+    if gap != 0 || fail != 0 || (data_segments > 0 && segs < data_segments) {
+        return err(format!("Suricata did not reassemble everything: {ev}"));
+    }
+    Ok(PeerRun {
+        secs: (secs - startup).max(1e-9),
+        peak_kb: kb,
+        evidence: ev,
+    })
+}
+
+/// Suricata's fixed startup cost: wall time on a tiny capture.
+pub fn suricata_startup(tiny_pcap: &Path, dir: &Path) -> Result<f64, PeerError> {
+    run_suricata(tiny_pcap, dir, 0, 0.0).map(|r| r.secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_stats_block_wins() {
+        let log = "Date: 1\n----\nCounter | TM Name | Value\ntcp.sessions | Total | 5\nDate: 2\ntcp.sessions | Total | 7\ntcp.reassembly_gap | Total | 3\n";
+        let s = last_stats(log);
+        assert_eq!(
+            s,
+            vec![("tcp.sessions".into(), 7), ("tcp.reassembly_gap".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn nids_fields() {
+        let l = "nidsbench flows=3 closed=3 c2s=10 s2c=20 run_ns=99 maxrss_kb=5";
+        assert_eq!(field(l, "c2s"), Some(10));
+        assert_eq!(field(l, "run_ns"), Some(99));
+        assert_eq!(field(l, "nope"), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! The benchmark peers do the full job on a small generated capture: libnids' byte counts and
+//! Suricata's reassembly counters must match the ground truth. Each test needs its peer
+//! installed (`cargo ferrule bench` installs them); without it the test fails and says what
+//! to install, unless FERRULE_SKIP_PEERS=1.
+
+use image::host::capture::Capture;
+use image::host::gen::{self, GenConfig};
+use image::host::{floor, peers};
+use std::path::PathBuf;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ferrule-peers-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn available(what: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var("FERRULE_SKIP_PEERS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {what} not installed (FERRULE_SKIP_PEERS=1)");
+        return false;
+    }
+    panic!("{what} not installed: {:?}", peers::missing());
+}
+
+#[test]
+fn libnids_counts_every_generated_byte() {
+    if !available(
+        "libnids",
+        std::path::Path::new("/usr/include/nids.h").exists(),
+    ) {
+        return;
+    }
+    let d = dir("nids");
+    let p = d.join("x.pcap");
+    let cfg = GenConfig {
+        flows: 300,
+        concurrent: 50,
+        reorder_pct: 10.0,
+        dup_pct: 2.0,
+        ..GenConfig::default()
+    };
+    let st = gen::generate_files(&cfg, &p).unwrap();
+    let bin = peers::build_nidsbench(&d).unwrap();
+    let r = peers::run_nids(&bin, &p, &d, Some((st.flows, st.c2s_bytes, st.s2c_bytes))).unwrap();
+    assert!(r.secs > 0.0 && r.peak_kb.unwrap() > 0, "{r:?}");
+    // A wrong expectation must be refused.
+    assert!(peers::run_nids(
+        &bin,
+        &p,
+        &d,
+        Some((st.flows, st.c2s_bytes + 1, st.s2c_bytes))
+    )
+    .is_err());
+}
+
+#[test]
+fn suricata_reassembles_everything() {
+    if !available(
+        "suricata",
+        std::process::Command::new("suricata")
+            .arg("-V")
+            .output()
+            .is_ok(),
+    ) {
+        return;
+    }
+    let d = dir("suri");
+    let p = d.join("x.pcap");
+    let cfg = GenConfig {
+        flows: 200,
+        concurrent: 50,
+        ..GenConfig::default()
+    };
+    gen::generate_files(&cfg, &p).unwrap();
+    let cap = Capture::load(&p).unwrap();
+    let data = cap
+        .frames()
+        .filter(|(_, f)| floor::parse_tcp(f).is_some_and(|t| !t.payload().is_empty()))
+        .count() as u64;
+    let r = peers::run_suricata(&p, &d, data, 0.0).unwrap();
+    assert!(r.evidence.contains("reassembly_gap 0"), "{}", r.evidence);
+    // Demanding more segments than exist must fail the check.
+    assert!(peers::run_suricata(&p, &d, data * 2, 0.0).is_err());
+}
