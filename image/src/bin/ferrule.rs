@@ -28,6 +28,8 @@ enum Command {
     Test(cli::TestArgs),
     /// Write a synthetic capture with exact per-direction ground truth.
     Gen(image::host::cli::GenArgs),
+    /// Print one JSON line per TCP connection of a capture (pcap or pcapng), then a summary.
+    Flows(image::host::cli::FlowsArgs),
 }
 
 fn main() {
@@ -36,6 +38,7 @@ fn main() {
         Command::Run(a) => cli::run_run(&a),
         Command::Test(a) => cli::run_test(&a),
         Command::Gen(a) => image::host::cli::run_gen(&a),
+        Command::Flows(a) => image::host::cli::run_flows(&a),
     };
     std::process::exit(code);
 }

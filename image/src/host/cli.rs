@@ -155,3 +155,26 @@ pub fn run_gen(args: &GenArgs) -> i32 {
         }
     }
 }
+
+/// `cargo ferrule flows`: one JSON line per TCP connection of a capture, then a summary.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FlowsArgs {
+    /// Capture to read (pcap or pcapng).
+    pub capture: PathBuf,
+    /// Flow slots, i.e. connections live at once (the oldest idle flow is evicted past it).
+    #[arg(long, default_value_t = super::flows::DEFAULT_MAX_FLOWS)]
+    pub max_flows: usize,
+}
+
+/// Runs `cargo ferrule flows`; returns the exit code.
+pub fn run_flows(args: &FlowsArgs) -> i32 {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match super::flows::run(&args.capture, args.max_flows, &mut out) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ferrule flows: {e}");
+            1
+        }
+    }
+}

@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod cli;
 pub mod floor;
+pub mod flows;
 pub mod gen;
 pub mod json;
 pub mod peers;
