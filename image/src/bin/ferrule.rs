@@ -30,6 +30,8 @@ enum Command {
     Gen(image::host::cli::GenArgs),
     /// Print one JSON line per TCP connection of a capture (pcap or pcapng), then a summary.
     Flows(image::host::cli::FlowsArgs),
+    /// Benchmark the monitor against the parse floor, libnids and Suricata on generated captures.
+    Bench(image::host::bench::BenchArgs),
 }
 
 fn main() {
@@ -39,6 +41,7 @@ fn main() {
         Command::Test(a) => cli::run_test(&a),
         Command::Gen(a) => image::host::cli::run_gen(&a),
         Command::Flows(a) => image::host::cli::run_flows(&a),
+        Command::Bench(a) => image::host::bench::run_bench(&a),
     };
     std::process::exit(code);
 }

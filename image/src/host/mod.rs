@@ -3,8 +3,10 @@
 //!
 //! Everything here runs on a developer's host with `std`; none of it is part of an image.
 
+pub mod bench;
 pub mod capture;
 pub mod cli;
+pub mod engine;
 pub mod floor;
 pub mod flows;
 pub mod gen;
