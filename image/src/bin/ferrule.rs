@@ -32,6 +32,8 @@ enum Command {
     Flows(image::host::cli::FlowsArgs),
     /// Benchmark the monitor against the parse floor, libnids and Suricata on generated captures.
     Bench(image::host::bench::BenchArgs),
+    /// Run a sample middlebox (midstat, simple_firewall, matcher) over a capture.
+    Replay(image::host::replay::ReplayArgs),
 }
 
 fn main() {
@@ -42,6 +44,7 @@ fn main() {
         Command::Gen(a) => image::host::cli::run_gen(&a),
         Command::Flows(a) => image::host::cli::run_flows(&a),
         Command::Bench(a) => image::host::bench::run_bench(&a),
+        Command::Replay(a) => image::host::replay::run_replay(&a),
     };
     std::process::exit(code);
 }

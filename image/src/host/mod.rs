@@ -12,3 +12,4 @@ pub mod flows;
 pub mod gen;
 pub mod json;
 pub mod peers;
+pub mod replay;
