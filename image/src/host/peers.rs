@@ -335,7 +335,8 @@ pub fn last_stats(stats_log: &str) -> Vec<(String, u64)> {
 
 /// Runs Suricata 7 single-threaded over `pcap` with the memcaps raised and the needle rule,
 /// and checks `stats.log` for full reassembly: no `tcp.reassembly_gap`, no
-/// `tcp.insert_data_normal_fail`, and at least `data_segments` segments inserted.
+/// `tcp.insert_data_normal_fail`, and at least `data_segments` segments inserted (callers pass
+/// the distinct data segments: an exact duplicate of a stored segment need not be inserted).
 /// `startup` (seconds, measured on a tiny capture) is subtracted from the wall time.
 pub fn run_suricata(
     pcap: &Path,
