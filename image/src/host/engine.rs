@@ -86,7 +86,9 @@ const BATCH: usize = 32;
 /// Runs the monitor with [`PeekAll`] over `cap`, sized for `concurrent` live flows.
 pub fn bench_run(cap: &Capture, concurrent: usize) -> Result<BenchRun, String> {
     let rss0 = super::bench::rss_kb();
-    let slots = (concurrent * 2).max(1024);
+    // A power of two with room to spare (10 k live flows → 16 384 slots), so the index (twice
+    // the slots, a power of two) costs exactly 16 B per slot.
+    let slots = (concurrent + concurrent / 2).next_power_of_two().max(1024);
     // Side rings of 64 KiB (the appliance default); pool for every live flow's in-flight bytes.
     let side_capacity = 64 * 1024u32;
     let chunks = concurrent * 4 + 4096;
