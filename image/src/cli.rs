@@ -27,7 +27,8 @@ pub struct BuildArgs {
 /// `cargo ferrule run`: build an app and boot it in QEMU, console on stdout.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// App to boot: a workspace package name or the path of an app crate [default: sysinfo].
+    /// App to boot: a workspace package name or the path of an app crate. Without it, the
+    /// default appliance (`flowmon`) boots with an igb and a generated sample capture.
     #[arg(long)]
     pub app: Option<String>,
     /// Number of CPU cores.
@@ -145,6 +146,35 @@ pub fn run_build(a: &BuildArgs) -> i32 {
     }
 }
 
+/// The app `cargo ferrule run` boots without `--app`.
+pub const DEFAULT_APPLIANCE: &str = "flowmon";
+/// The console line after which the appliance polls its NIC.
+pub const APPLIANCE_READY: &str = "flowmon: ready";
+
+/// Writes the default appliance's sample traffic (200 TCP connections, IPv4 and IPv6, some
+/// reordering) to `target/ferrule/sample.pcap` with its ground truth beside it.
+pub fn sample_capture() -> Result<PathBuf, Error> {
+    let path = build::guest_target_dir().join("sample.pcap");
+    let cfg = crate::host::gen::GenConfig {
+        flows: 200,
+        concurrent: 20,
+        reorder_pct: 5.0,
+        ipv6_pct: 20.0,
+        seed: 2026,
+        ..crate::host::gen::GenConfig::default()
+    };
+    std::fs::create_dir_all(build::guest_target_dir())
+        .map_err(|e| Error::Io(path.display().to_string(), e))?;
+    crate::host::gen::generate_files(&cfg, &path)
+        .map_err(|e| Error::Build(format!("sample capture: {e}")))?;
+    eprintln!(
+        "ferrule: sample traffic {} (ground truth {})",
+        path.display(),
+        crate::host::gen::truth_path(&path).display()
+    );
+    Ok(path)
+}
+
 /// `cargo ferrule run`.
 pub fn run_run(a: &RunArgs) -> i32 {
     if !a.skip_setup {
@@ -152,7 +182,25 @@ pub fn run_run(a: &RunArgs) -> i32 {
             return fail(e);
         }
     }
-    let app = app_of(&a.app);
+    // No --app: the default appliance, watching a generated sample capture.
+    let appliance = a.app.is_none();
+    let app = if appliance {
+        App::Package(DEFAULT_APPLIANCE.into())
+    } else {
+        app_of(&a.app)
+    };
+    let mut pcap = a.pcap.clone();
+    if appliance && pcap.is_none() {
+        match sample_capture() {
+            Ok(p) => pcap = Some(p),
+            Err(e) => return fail(e),
+        }
+    }
+    let inject_after = if appliance && a.inject_after == "cores online:" {
+        APPLIANCE_READY.to_string()
+    } else {
+        a.inject_after.clone()
+    };
     let config = match a.firmware {
         Firmware::Direct => match build::build_app(&app, Verbosity::Show) {
             Ok(elf) => Config::kernel(elf),
@@ -164,7 +212,7 @@ pub fn run_run(a: &RunArgs) -> i32 {
         },
     };
     let mut nics = a.nics.clone();
-    if nics.is_empty() && (a.pcap.is_some() || a.capture.is_some()) {
+    if nics.is_empty() && (pcap.is_some() || a.capture.is_some()) {
         nics.push(NicModel::Igb);
     }
     let timeout = if a.timeout == 0 {
@@ -197,7 +245,7 @@ pub fn run_run(a: &RunArgs) -> i32 {
         Ok(vm) => vm,
         Err(e) => return fail(e.into()),
     };
-    let mut pending_pcap = a.pcap.clone();
+    let mut pending_pcap = pcap;
     let stdout = std::io::stdout();
     loop {
         match vm.next_line(Duration::from_secs(3600)) {
@@ -205,7 +253,7 @@ pub fn run_run(a: &RunArgs) -> i32 {
                 let mut out = stdout.lock();
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
-                if line.contains(&a.inject_after) {
+                if line.contains(&inject_after) {
                     if let Some(p) = pending_pcap.take() {
                         match vm.nic(0).send_pcap(&p) {
                             Ok(n) => eprintln!("ferrule: injected {n} frames from {}", p.display()),

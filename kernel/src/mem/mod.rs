@@ -107,6 +107,22 @@ pub fn alloc_static<T: Send + Sync + 'static>(value: T) -> &'static mut T {
     alloc_static_any(value)
 }
 
+/// Allocates `len` elements built by `make`, in memory that lives until the machine stops
+/// (boot-time only): for large per-core tables that must not be built on a stack.
+pub fn alloc_slice<T: Send + 'static>(len: usize, mut make: impl FnMut() -> T) -> &'static mut [T] {
+    let size = (core::mem::size_of::<T>() * len).max(1) as u64;
+    let align = (core::mem::align_of::<T>() as u64).max(FRAME_SIZE);
+    let addr = alloc_frames(size, align).expect("out of memory for a boot-time table");
+    let ptr = addr as *mut T;
+    for i in 0..len {
+        // SAFETY: `ptr` is fresh, exclusively owned and aligned memory for `len` `T`s; each
+        // element is written once before the slice is formed.
+        unsafe { ptr.add(i).write(make()) };
+    }
+    // SAFETY: all `len` elements were initialised above; the memory is never freed.
+    unsafe { core::slice::from_raw_parts_mut(ptr, len) }
+}
+
 pub(crate) fn alloc_static_any<T: 'static>(value: T) -> &'static mut T {
     let size = core::mem::size_of::<T>().max(1) as u64;
     let align = (core::mem::align_of::<T>() as u64).max(FRAME_SIZE);
