@@ -34,12 +34,7 @@ fn kernel_address(a: drivers::PciAddr) -> pci::PciAddress {
 // clock is monotonic. PCI accesses reach only the addressed function.
 unsafe impl drivers::Hal for KernelHal {
     fn dma_alloc(&self, size: usize, align: usize) -> Option<drivers::DmaRegion> {
-        let r = mem::dma_alloc(size, align.max(4096)).ok()?;
-        Some(drivers::DmaRegion {
-            virt: r.virt,
-            phys: r.phys,
-            len: r.len,
-        })
+        mem::dma_alloc(size, align.max(4096)).ok()
     }
 
     fn map_mmio(&self, phys: u64, len: usize) -> Option<NonNull<u8>> {

@@ -75,20 +75,9 @@ pub fn alloc_frames(len: u64, align: u64) -> Result<u64, FrameError> {
     Ok(start)
 }
 
-/// A physically contiguous DMA region.
-#[derive(Debug)]
-pub struct DmaRegion {
-    /// Where the CPU reads and writes it.
-    pub virt: NonNull<u8>,
-    /// Where a device reads and writes it.
-    pub phys: u64,
-    /// Length in bytes (a whole number of frames).
-    pub len: usize,
-}
-
-// SAFETY: a `DmaRegion` is a description of memory owned by whoever allocated it; moving it
-// to another core moves that ownership (no aliasing is created by sending).
-unsafe impl Send for DmaRegion {}
+/// A physically contiguous DMA region: the drivers' type, so a region goes from the frame
+/// allocator to a NIC ring without conversion.
+pub use drivers::DmaRegion;
 
 /// Allocates `len` bytes of zeroed, physically contiguous memory aligned to `align` for a
 /// device to read and write. It is never freed.
