@@ -80,12 +80,33 @@ fn mutated_seeds_never_panic() {
     }
 }
 
-/// Regenerate the seed corpus: `cargo test -p monitor --test fuzz_corpus -- --ignored`.
+/// The generated seeds of the corpus must be what the code below generates today (the
+/// frame builders or the input encoding change; the committed seeds must follow). The test
+/// writes the seeds under Cargo's target tmpdir and, if a committed one differs or is
+/// missing, fails with the command that copies them into the corpus.
 #[test]
-#[ignore]
-fn write_seed_corpus() {
-    let out = dir("corpus");
+fn seed_corpus_is_current() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed_corpus");
     std::fs::create_dir_all(&out).unwrap();
+    let seeds = seeds();
+    assert!(seeds.len() >= 8);
+    let mut stale = Vec::new();
+    for (name, bytes) in &seeds {
+        std::fs::write(out.join(name), bytes).unwrap();
+        if std::fs::read(dir("corpus").join(name)).ok().as_ref() != Some(bytes) {
+            stale.push(*name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "seed corpus out of date: {stale:?}; regenerate with\n  cp {}/* {}/",
+        out.display(),
+        dir("corpus").display()
+    );
+}
+
+/// The generated seeds: (file name, encoded input).
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let c = Conn::v4(u32::MAX - 3, 1000);
     let mut q = Conn::v4(5, 6);
     q.vlans = vec![(0x88a8, 1), (0x8100, 2)];
@@ -187,12 +208,15 @@ fn write_seed_corpus() {
         0,
         vec![vec![], vec![0xff; 13], c.syn()[..30].to_vec(), vec![0; 60]],
     ));
-    for (name, mode, frames) in seeds {
-        let recs: Vec<(u8, &[u8])> = frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (((i % 3) as u8) << 1 | 1, &f[..]))
-            .collect();
-        std::fs::write(out.join(name), encode(mode, &recs)).unwrap();
-    }
+    seeds
+        .into_iter()
+        .map(|(name, mode, frames)| {
+            let recs: Vec<(u8, &[u8])> = frames
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (((i % 3) as u8) << 1 | 1, &f[..]))
+                .collect();
+            (name, encode(mode, &recs))
+        })
+        .collect()
 }
