@@ -529,6 +529,36 @@ mod tests {
         }
     }
 
+    /// The quoted strings of the `key = [ ... ]` array in `toml`.
+    fn toml_list(toml: &str, key: &str) -> Vec<String> {
+        let start = toml
+            .find(&format!("\n{key} = ["))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let body = &toml[start..];
+        let body = &body[body.find('[').unwrap() + 1..body.find(']').unwrap()];
+        body.lines()
+            .map(|l| l.split('#').next().unwrap().trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .map(|l| l.trim_matches('"').to_string())
+            .collect()
+    }
+
+    /// Plain `cargo test` is the host tier: every workspace member but the QEMU crate
+    /// `tests`. A member missing from `default-members` would only be tested by
+    /// `cargo ferrule test`; `tests` in it would make the host tier boot QEMU.
+    #[test]
+    fn default_members_are_all_but_tests() {
+        let toml = std::fs::read_to_string(build::workspace_root().join("Cargo.toml")).unwrap();
+        let members = toml_list(&toml, "members");
+        let defaults = toml_list(&toml, "default-members");
+        assert!(members.contains(&"tests".to_string()), "{members:?}");
+        let want: Vec<String> = members.into_iter().filter(|m| m != "tests").collect();
+        assert_eq!(
+            defaults, want,
+            "default-members must be members minus tests"
+        );
+    }
+
     #[test]
     fn sizes_are_human() {
         assert_eq!(human(2048), "2.0 KiB");
