@@ -357,7 +357,7 @@ fn run_tallied(cmd: &mut Command) -> Result<(bool, Tally, Vec<String>), Error> {
 pub fn run_test(a: &TestArgs) -> i32 {
     let t0 = Instant::now();
     if !a.skip_setup {
-        if let Err(e) = setup::ensure_all() {
+        if let Err(e) = setup::ensure_for_tests() {
             return fail(e);
         }
     }

@@ -1,6 +1,8 @@
-//! Installing what `cargo ferrule run/test` need on a fresh machine: the Rust guest target and
-//! components (rustup), and QEMU, GRUB and OVMF (apt, as root on Debian). Elsewhere it says
-//! exactly what to install and stops.
+//! Installing what `cargo ferrule run/test/bench` need on a fresh machine: the Rust guest
+//! target and components (rustup); QEMU, GRUB and OVMF to build and boot images; and the
+//! benchmark peers (a C compiler, libnids and libpcap headers, Suricata 7, GNU time) that
+//! `bench` and the full test tier run. Apt installs run as root on Debian, always with
+//! `--no-install-recommends`; elsewhere it says exactly what to install and stops.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,46 +10,66 @@ use std::process::Command;
 use crate::build::{workspace_root, GUEST_TARGET};
 use crate::Error;
 
+/// What a package is for: [`ensure_all`] (build, run) needs [`Need::Run`]; `bench` needs
+/// [`Need::Peers`]; `cargo ferrule test` needs both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Building disk images and booting them in QEMU.
+    Run,
+    /// The external benchmark peers (libnids via `bench/nidsbench.c`, Suricata).
+    Peers,
+}
+
 /// One Debian package the tools need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AptPackage {
     /// Debian package name.
     pub name: &'static str,
-    /// On bookworm, install from bookworm-backports (bookworm's QEMU 7.2 has no igb).
+    /// On bookworm, install from bookworm-backports (bookworm's QEMU 7.2 has no igb and its
+    /// Suricata is 6).
     pub from_backports: bool,
+    /// What needs it.
+    pub need: Need,
+}
+
+const fn pkg(name: &'static str, from_backports: bool, need: Need) -> AptPackage {
+    AptPackage {
+        name,
+        from_backports,
+        need,
+    }
 }
 
 /// Every Debian package the tools need. Add new ones here.
+///
+/// QEMU comes without its recommends (GUI, audio, video, SPICE, OpenGL, block drivers: ~170
+/// packages); its hard dependencies already carry what our machines boot from:
+/// `qemu-system-data` (the q35/pc ACPI tables, `kvmvapic.bin`, linuxboot/multiboot option
+/// ROMs), `seabios` (`bios-256k.bin` and VGA BIOS) and `ipxe-qemu` (the `efi-*.rom` option ROMs
+/// QEMU loads for e1000e and virtio-net). `ovmf` is a recommend, so it is listed here.
 pub const APT_PACKAGES: &[AptPackage] = &[
-    AptPackage {
-        name: "qemu-system-x86",
-        from_backports: true,
-    },
-    AptPackage {
-        name: "grub-pc-bin",
-        from_backports: false,
-    },
-    AptPackage {
-        name: "grub-efi-amd64-bin",
-        from_backports: false,
-    },
-    AptPackage {
-        name: "grub-common",
-        from_backports: false,
-    },
-    AptPackage {
-        name: "xorriso",
-        from_backports: false,
-    },
-    AptPackage {
-        name: "mtools",
-        from_backports: false,
-    },
-    AptPackage {
-        name: "ovmf",
-        from_backports: false,
-    },
+    pkg("qemu-system-x86", true, Need::Run),
+    pkg("grub-pc-bin", false, Need::Run),
+    pkg("grub-efi-amd64-bin", false, Need::Run),
+    pkg("grub-common", false, Need::Run),
+    pkg("xorriso", false, Need::Run),
+    pkg("mtools", false, Need::Run),
+    pkg("ovmf", false, Need::Run),
+    pkg("gcc", false, Need::Peers),
+    pkg("libnids-dev", false, Need::Peers),
+    pkg("libpcap-dev", false, Need::Peers),
+    pkg("suricata", true, Need::Peers),
+    pkg("time", false, Need::Peers),
 ];
+
+/// The packages of [`APT_PACKAGES`] for any of `needs`.
+pub fn packages_for(needs: &[Need]) -> Vec<AptPackage> {
+    APT_PACKAGES
+        .iter()
+        .filter(|p| needs.contains(&p.need))
+        .copied()
+        .collect()
+}
 
 /// The Debian release that needs backports for QEMU.
 pub const BACKPORTS_RELEASE: &str = "bookworm";
@@ -111,6 +133,15 @@ pub fn qemu_has_igb() -> bool {
         .unwrap_or(false)
 }
 
+/// The major version of the installed Suricata (`suricata -V`: "This is Suricata version
+/// 7.0.10 RELEASE").
+pub fn suricata_major() -> Option<u32> {
+    let o = Command::new("suricata").arg("-V").output().ok()?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v = text.split("version").nth(1)?.split_whitespace().next()?;
+    v.split('.').next()?.parse().ok()
+}
+
 /// Whether `pkg` is present and good enough. On a non-Debian host the check looks for the
 /// programs and files the package would provide.
 fn present(pkg: &AptPackage, host: &Host) -> bool {
@@ -125,13 +156,18 @@ fn present(pkg: &AptPackage, host: &Host) -> bool {
             "xorriso" => which("xorriso"),
             "mtools" => which("mformat"),
             "ovmf" => Path::new(qemu::OVMF_CODE).is_file(),
+            "gcc" => which("gcc"),
+            "libnids-dev" => Path::new("/usr/include/nids.h").is_file(),
+            "libpcap-dev" => Path::new("/usr/include/pcap.h").is_file(),
+            "suricata" => which("suricata"),
+            "time" => Path::new("/usr/bin/time").is_file(),
             _ => false,
         }
     };
-    if pkg.name == "qemu-system-x86" {
-        installed && qemu_has_igb()
-    } else {
-        installed
+    match pkg.name {
+        "qemu-system-x86" => installed && qemu_has_igb(),
+        "suricata" => installed && suricata_major().is_some_and(|v| v >= 7),
+        _ => installed,
     }
 }
 
@@ -145,16 +181,13 @@ fn which(prog: &str) -> bool {
 /// `apt-get update`, `apt-get install`) runs on a machine that already has everything.
 pub const REINSTALL_ENV: &str = "FERRULE_SETUP_REINSTALL";
 
-/// The packages of [`APT_PACKAGES`] that are missing here.
-pub fn missing_packages(host: &Host) -> Vec<AptPackage> {
+/// The packages for `needs` that are missing here.
+pub fn missing_packages(host: &Host, needs: &[Need]) -> Vec<AptPackage> {
+    let all = packages_for(needs);
     if std::env::var(REINSTALL_ENV).as_deref() == Ok("1") {
-        return APT_PACKAGES.to_vec();
+        return all;
     }
-    APT_PACKAGES
-        .iter()
-        .filter(|p| !present(p, host))
-        .copied()
-        .collect()
+    all.into_iter().filter(|p| !present(p, host)).collect()
 }
 
 /// The first Debian archive URI configured for `codename`, from deb822 `.sources` text
@@ -322,7 +355,7 @@ pub fn install_instructions(host: &Host, missing: &[AptPackage]) -> String {
     if !host.debian {
         s.push_str("This is not Debian; install the equivalents of these Debian packages:\n  ");
         s.push_str(&missing.iter().map(|p| p.name).collect::<Vec<_>>().join(" "));
-        s.push_str("\n(QEMU must be >= 8.0 for igb; OVMF must provide ");
+        s.push_str("\n(QEMU must be >= 8.0 for igb, Suricata >= 7; OVMF must provide ");
         s.push_str(qemu::OVMF_CODE);
         s.push_str(")\n");
         return s;
@@ -338,11 +371,14 @@ pub fn install_instructions(host: &Host, missing: &[AptPackage]) -> String {
     s.push_str("  apt-get update\n");
     let plain = names(false);
     if !plain.is_empty() {
-        s.push_str(&format!("  apt-get install -y {}\n", plain.join(" ")));
+        s.push_str(&format!(
+            "  apt-get install -y --no-install-recommends {}\n",
+            plain.join(" ")
+        ));
     }
     if !bp.is_empty() {
         s.push_str(&format!(
-            "  apt-get install -y -t {}-backports {}\n",
+            "  apt-get install -y --no-install-recommends -t {}-backports {}\n",
             host.codename,
             bp.join(" ")
         ));
@@ -350,15 +386,14 @@ pub fn install_instructions(host: &Host, missing: &[AptPackage]) -> String {
     s
 }
 
-/// Makes sure the apt packages are there: installs what is missing as root on Debian, or
-/// prints what to install and fails otherwise.
-pub fn ensure_packages() -> Result<(), Error> {
+/// Makes sure the apt packages for `needs` are there: installs what is missing as root on
+/// Debian, or fails with what to install otherwise.
+pub fn ensure_packages(needs: &[Need]) -> Result<(), Error> {
     let host = Host::detect();
-    let missing = missing_packages(&host);
+    let missing = missing_packages(&host, needs);
     if missing.is_empty() {
-        eprintln!(
-            "setup: QEMU (with igb), GRUB (BIOS + UEFI), xorriso, mtools and OVMF are present"
-        );
+        let names: Vec<&str> = packages_for(needs).iter().map(|p| p.name).collect();
+        eprintln!("setup: present: {}", names.join(" "));
         return Ok(());
     }
     let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
@@ -407,22 +442,27 @@ pub fn ensure_packages() -> Result<(), Error> {
         args.extend(&plain);
         run(
             &mut apt(&args),
-            &format!("apt-get install -y {}", plain.join(" ")),
+            &format!(
+                "apt-get install -y --no-install-recommends {}",
+                plain.join(" ")
+            ),
         )?;
     }
     if !backports.is_empty() {
         let t = format!("{}-backports", host.codename);
-        let mut args = vec!["install", "-y", "-t", t.as_str()];
+        let mut args = vec!["install", "-y", "--no-install-recommends", "-t", t.as_str()];
         args.extend(&backports);
         run(
             &mut apt(&args),
-            &format!("apt-get install -y -t {t} {}", backports.join(" ")),
+            &format!(
+                "apt-get install -y --no-install-recommends -t {t} {}",
+                backports.join(" ")
+            ),
         )?;
     }
-    let still: Vec<AptPackage> = APT_PACKAGES
-        .iter()
+    let still: Vec<AptPackage> = packages_for(needs)
+        .into_iter()
         .filter(|p| !present(p, &host))
-        .copied()
         .collect();
     if !still.is_empty() {
         return Err(Error::Setup(format!(
@@ -433,10 +473,16 @@ pub fn ensure_packages() -> Result<(), Error> {
     Ok(())
 }
 
-/// Everything: Rust target and components, then the apt packages.
+/// What `build` and `run` need: Rust target and components, then QEMU, GRUB and OVMF.
 pub fn ensure_all() -> Result<(), Error> {
     ensure_rust()?;
-    ensure_packages()
+    ensure_packages(&[Need::Run])
+}
+
+/// What every test of `cargo ferrule test` needs: [`ensure_all`] plus the benchmark peers.
+pub fn ensure_for_tests() -> Result<(), Error> {
+    ensure_rust()?;
+    ensure_packages(&[Need::Run, Need::Peers])
 }
 
 #[cfg(test)]
@@ -501,7 +547,7 @@ Components: main
     }
 
     #[test]
-    fn qemu_comes_from_backports_only_on_bookworm() {
+    fn qemu_and_suricata_come_from_backports_only_on_bookworm_without_recommends() {
         let bookworm = Host {
             debian: true,
             codename: "bookworm".into(),
@@ -510,10 +556,15 @@ Components: main
         let all: Vec<AptPackage> = APT_PACKAGES.to_vec();
         let s = install_instructions(&bookworm, &all);
         assert!(
-            s.contains("apt-get install -y -t bookworm-backports qemu-system-x86\n"),
+            s.contains("apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86 suricata\n"),
             "{s}"
         );
-        assert!(s.contains("apt-get install -y grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools ovmf\n"), "{s}");
+        assert!(s.contains("apt-get install -y --no-install-recommends grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools ovmf gcc libnids-dev libpcap-dev time\n"), "{s}");
+        // Only what is missing is named.
+        let run_only = packages_for(&[Need::Run]);
+        let s = install_instructions(&bookworm, &run_only);
+        assert!(!s.contains("suricata") && !s.contains("libnids"), "{s}");
+        assert!(s.contains("-t bookworm-backports qemu-system-x86\n"), "{s}");
         let trixie = Host {
             debian: true,
             codename: "trixie".into(),
@@ -521,7 +572,10 @@ Components: main
         };
         let s = install_instructions(&trixie, &all);
         assert!(!s.contains("backports"), "{s}");
-        assert!(s.contains("qemu-system-x86"), "{s}");
+        assert!(
+            s.contains("qemu-system-x86") && s.contains("suricata"),
+            "{s}"
+        );
         let other = Host {
             debian: false,
             codename: String::new(),
@@ -531,8 +585,9 @@ Components: main
     }
 
     #[test]
-    fn package_list_has_what_the_tools_need() {
-        let names: Vec<&str> = APT_PACKAGES.iter().map(|p| p.name).collect();
+    fn package_lists_have_what_the_tools_need() {
+        let names = |n: &[Need]| -> Vec<&str> { packages_for(n).iter().map(|p| p.name).collect() };
+        let run = names(&[Need::Run]);
         for n in [
             "qemu-system-x86",
             "grub-pc-bin",
@@ -542,7 +597,14 @@ Components: main
             "mtools",
             "ovmf",
         ] {
-            assert!(names.contains(&n), "{n}");
+            assert!(run.contains(&n), "{n}");
         }
+        let peers = names(&[Need::Peers]);
+        assert_eq!(
+            peers,
+            ["gcc", "libnids-dev", "libpcap-dev", "suricata", "time"]
+        );
+        assert!(!run.contains(&"suricata"));
+        assert_eq!(names(&[Need::Run, Need::Peers]).len(), APT_PACKAGES.len());
     }
 }

@@ -1,7 +1,7 @@
 //! The benchmark peers do the full job on a small generated capture: libnids' byte counts and
-//! Suricata's reassembly counters must match the ground truth. Each test needs its peer
-//! installed (`cargo ferrule bench` installs them); without it the test fails and says what
-//! to install, unless FERRULE_SKIP_PEERS=1.
+//! Suricata's reassembly counters must match the ground truth. `cargo ferrule test` (and
+//! `cargo ferrule bench`) install the peers first; without them each test fails and says what
+//! to install. Nothing turns these tests into a pass without running the peer.
 
 use image::host::capture::Capture;
 use image::host::gen::{self, GenConfig};
@@ -14,25 +14,21 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn available(what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("FERRULE_SKIP_PEERS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: {what} not installed (FERRULE_SKIP_PEERS=1)");
-        return false;
-    }
-    panic!("{what} not installed: {:?}", peers::missing());
+/// Panics with the install commands unless `ok`.
+fn require(what: &str, ok: bool) {
+    assert!(
+        ok,
+        "{what} not installed (`cargo ferrule test` installs it as root on Debian): {:?}",
+        peers::missing()
+    );
 }
 
 #[test]
 fn libnids_counts_every_generated_byte() {
-    if !available(
+    require(
         "libnids",
         std::path::Path::new("/usr/include/nids.h").exists(),
-    ) {
-        return;
-    }
+    );
     let d = dir("nids");
     let p = d.join("x.pcap");
     let cfg = GenConfig {
@@ -58,15 +54,13 @@ fn libnids_counts_every_generated_byte() {
 
 #[test]
 fn suricata_reassembles_everything() {
-    if !available(
+    require(
         "suricata",
         std::process::Command::new("suricata")
             .arg("-V")
             .output()
             .is_ok(),
-    ) {
-        return;
-    }
+    );
     let d = dir("suri");
     let p = d.join("x.pcap");
     let cfg = GenConfig {

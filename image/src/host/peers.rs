@@ -1,10 +1,13 @@
 //! The external peers of `cargo ferrule bench` — libnids (`bench/nidsbench.c`) and Suricata 7 —
-//! and installing them on Debian when they are missing.
+//! and installing them on Debian when they are missing (through [`crate::setup`], which
+//! `cargo ferrule test` uses too).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+use crate::setup::{self, Need};
 
 /// The libnids peer's source, compiled on demand.
 pub const NIDSBENCH_C: &str = include_str!("../../../bench/nidsbench.c");
@@ -39,180 +42,36 @@ fn err<T>(m: impl Into<String>) -> Result<T, PeerError> {
     Err(PeerError(m.into()))
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-fn os_release(key: &str) -> Option<String> {
-    let t = std::fs::read_to_string("/etc/os-release").ok()?;
-    t.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .map(|v| v.trim_matches('"').to_string())
-}
-
-/// The URI of the Debian archive already configured for `codename` (not the security one),
-/// read from `/etc/apt/sources.list` and `/etc/apt/sources.list.d/*.{list,sources}`.
-pub fn debian_archive_uri(codename: &str) -> Option<String> {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(d) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        files.extend(d.flatten().map(|e| e.path()));
-    }
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let name = f.to_string_lossy();
-        if name.ends_with(".list") {
-            for l in text
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.starts_with("deb "))
-            {
-                let words: Vec<&str> = l
-                    .split_whitespace()
-                    .filter(|w| !w.starts_with('['))
-                    .collect();
-                if words.len() >= 3 && words[2] == codename && !words[1].contains("security") {
-                    return Some(words[1].to_string());
-                }
-            }
-        } else if name.ends_with(".sources") {
-            for stanza in text.split("\n\n") {
-                let field = |k: &str| {
-                    stanza
-                        .lines()
-                        .find_map(|l| l.strip_prefix(k))
-                        .map(|v| v.trim().to_string())
-                };
-                let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) else {
-                    continue;
-                };
-                if suites.split_whitespace().any(|s| s == codename) {
-                    if let Some(u) = uris.split_whitespace().find(|u| !u.contains("security")) {
-                        return Some(u.to_string());
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-fn backports_configured(codename: &str) -> bool {
-    let Ok(o) = Command::new("apt-cache").arg("policy").output() else {
-        return false;
-    };
-    String::from_utf8_lossy(&o.stdout).contains(&format!("{codename}-backports"))
-}
-
-fn apt(args: &[&str]) -> Result<(), PeerError> {
-    eprintln!("ferrule bench: apt-get {}", args.join(" "));
-    let st = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| PeerError(format!("apt-get: {e}")))?;
-    if st.success() {
-        Ok(())
-    } else {
-        err(format!("apt-get {} failed ({st})", args.join(" ")))
-    }
-}
-
-/// What is missing for the peers, as the commands that would install it.
+/// What is missing for the peers, as the commands that would install it (empty: all present).
 pub fn missing() -> Vec<String> {
-    let mut m = Vec::new();
-    if !have("gcc") {
-        m.push("apt-get install -y gcc".to_string());
+    let host = setup::Host::detect();
+    let m = setup::missing_packages(&host, &[Need::Peers]);
+    if m.is_empty() {
+        return vec![];
     }
-    if !Path::new("/usr/include/nids.h").exists() || !Path::new("/usr/include/pcap.h").exists() {
-        m.push("apt-get install -y libnids-dev libpcap-dev".to_string());
-    }
-    if !have("suricata") {
-        m.push("apt-get install -y -t bookworm-backports suricata".to_string());
-    }
-    if !Path::new("/usr/bin/time").exists() {
-        m.push("apt-get install -y time".to_string());
-    }
-    m
+    setup::install_instructions(&host, &m)
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
-/// Installs what the peers need when running as root on Debian; otherwise explains what to
-/// install. Returns the list of problems left (empty = all present).
+/// Installs what the peers need (the same code and package list as `cargo ferrule test`'s
+/// setup: [`setup::ensure_packages`]) when `allow_install`, running as root on Debian;
+/// otherwise explains what to install. Returns the problems left (empty = all present).
 pub fn ensure_installed(allow_install: bool) -> Vec<String> {
-    let need = missing();
-    if need.is_empty() {
-        return need;
-    }
-    let debian = os_release("ID").as_deref() == Some("debian");
-    if !allow_install || !debian || !is_root() {
-        let mut v = vec!["peers missing; install them with:".to_string()];
-        v.extend(need.iter().map(|c| format!("  sudo {c}")));
-        if !debian {
-            v.push(
-                "  (these are Debian package names; use your distribution's equivalents)".into(),
-            );
+    if !allow_install {
+        let need = missing();
+        if need.is_empty() {
+            return need;
         }
+        let mut v = vec!["peers missing; install them with:".to_string()];
+        v.extend(need);
         return v;
     }
-    let codename = os_release("VERSION_CODENAME").unwrap_or_else(|| "bookworm".into());
-    let mut problems = Vec::new();
-    let _ = apt(&["update", "-q"]);
-    let mut plain = vec!["install", "-y", "-q"];
-    if !have("gcc") {
-        plain.push("gcc");
+    match setup::ensure_packages(&[Need::Peers]) {
+        Ok(()) => vec![],
+        Err(e) => e.to_string().lines().map(String::from).collect(),
     }
-    if !Path::new("/usr/include/nids.h").exists() || !Path::new("/usr/include/pcap.h").exists() {
-        plain.extend(["libnids-dev", "libpcap-dev"]);
-    }
-    if !Path::new("/usr/bin/time").exists() {
-        plain.push("time");
-    }
-    if plain.len() > 3 {
-        if let Err(e) = apt(&plain) {
-            problems.push(e.0);
-        }
-    }
-    if !have("suricata") {
-        let bp = format!("{codename}-backports");
-        if !backports_configured(&codename) {
-            match debian_archive_uri(&codename) {
-                Some(uri) => {
-                    let text = format!(
-                        "Types: deb\nURIs: {uri}\nSuites: {bp}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-                    );
-                    let f = "/etc/apt/sources.list.d/ferrule-backports.sources";
-                    eprintln!("ferrule bench: adding {bp} from {uri} to {f}");
-                    if let Err(e) = std::fs::write(f, text) {
-                        problems.push(format!("{f}: {e}"));
-                    }
-                    let _ = apt(&["update", "-q"]);
-                }
-                None => problems.push(format!(
-                    "no Debian archive for {codename} configured; add {bp} and run apt-get install -t {bp} suricata"
-                )),
-            }
-        }
-        if let Err(e) = apt(&["install", "-y", "-q", "-t", &bp, "suricata"]) {
-            problems.push(e.0);
-        }
-    }
-    problems.extend(
-        missing()
-            .into_iter()
-            .map(|c| format!("still missing after install: {c}")),
-    );
-    problems
 }
 
 /// Compiles `nidsbench` into `dir` (from the embedded source) and returns its path.
