@@ -20,7 +20,7 @@
 //! The kernel implements [`Hal`] (DMA memory with physical addresses, uncached BAR mapping,
 //! a monotonic clock, PCI configuration access), then per NIC:
 //!
-//! ```ignore
+//! ```text
 //! let parts = drivers::nic::open::<_, 512>(&hal, pci_addr, cores)?; // or igb::open, ...
 //! parts.ctl.wait_link(&hal, 5_000_000_000)?;                       // control core
 //! for (core, rx) in parts.rx.into_iter().enumerate() { /* move rx to `core` */ }

@@ -324,33 +324,82 @@ impl Tally {
     }
 }
 
-/// Runs a command, echoing its stdout, and tallies libtest results; returns success and tally.
-fn run_tallied(cmd: &mut Command) -> Result<(bool, Tally, Vec<String>), Error> {
+/// What one `cargo test` run reported: its tally and the names of failed and ignored tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Totals of the `test result:` lines.
+    pub tally: Tally,
+    /// `test NAME ... FAILED` names.
+    pub failed: Vec<String>,
+    /// `test NAME ... ignored` names (a skipped test: it did not run).
+    pub ignored: Vec<String>,
+}
+
+impl Report {
+    /// Adds one line of libtest output.
+    pub fn add_line(&mut self, line: &str) {
+        self.tally.add_line(line);
+        let Some(rest) = line.strip_prefix("test ") else {
+            return;
+        };
+        if let Some(name) = rest.strip_suffix(" ... FAILED") {
+            self.failed.push(name.to_string());
+        } else if let Some((name, status)) = rest.split_once(" ... ") {
+            if status == "ignored" || status.starts_with("ignored, ") {
+                self.ignored.push(name.to_string());
+            }
+        }
+    }
+}
+
+/// Runs a command, echoing its stdout, and tallies libtest results; returns success and report.
+fn run_tallied(cmd: &mut Command) -> Result<(bool, Report), Error> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| Error::Tool("cargo".into(), e))?;
-    let mut tally = Tally::default();
-    let mut failures = Vec::new();
+    let mut report = Report::default();
     if let Some(out) = child.stdout.take() {
         let stdout = std::io::stdout();
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
-            tally.add_line(&line);
-            if let Some(name) = line
-                .strip_prefix("test ")
-                .and_then(|l| l.strip_suffix(" ... FAILED"))
-            {
-                failures.push(name.to_string());
-            }
+            report.add_line(&line);
             let mut o = stdout.lock();
             let _ = writeln!(o, "{line}");
             let _ = o.flush();
         }
     }
     let st = child.wait().map_err(|e| Error::Tool("cargo".into(), e))?;
-    Ok((st.success(), tally, failures))
+    Ok((st.success(), report))
+}
+
+/// Whether this run is CI's (`CI=true`, as CI services and `.ci/run` set it): there a skipped
+/// (ignored) test fails the run, so nothing can pass by not running.
+pub fn strict_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The verdict of `cargo ferrule test`: every step ok, no failed test, some test ran, and
+/// under CI no skipped test. Returns the reasons it failed (empty: passed).
+pub fn verdict(steps_ok: bool, tally: &Tally, ci: bool) -> Vec<String> {
+    let mut why = Vec::new();
+    if !steps_ok {
+        why.push("a step failed".to_string());
+    }
+    if tally.failed > 0 {
+        why.push(format!("{} tests failed", tally.failed));
+    }
+    if tally.suites == 0 {
+        why.push("no test ran".to_string());
+    }
+    if ci && tally.ignored > 0 {
+        why.push(format!(
+            "CI=true: {} skipped (ignored) tests count as failures",
+            tally.ignored
+        ));
+    }
+    why
 }
 
 /// `cargo ferrule test`.
@@ -370,10 +419,11 @@ pub fn run_test(a: &TestArgs) -> i32 {
     if !a.cargo_args.is_empty() {
         cmd.arg("--").args(&a.cargo_args);
     }
-    let (ok, tally, failures) = match run_tallied(&mut cmd) {
+    let (ok, report) = match run_tallied(&mut cmd) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    let tally = report.tally;
     steps.push(("cargo test --workspace".into(), ok, t.elapsed()));
 
     let t = Instant::now();
@@ -403,21 +453,27 @@ pub fn run_test(a: &TestArgs) -> i32 {
             d.as_secs_f64()
         );
     }
-    for f in &failures {
+    for f in &report.failed {
         println!("  failed test: {f}");
     }
+    for f in &report.ignored {
+        println!("  skipped test: {f}");
+    }
     println!(
-        "  {} test suites, {} ignored, total {:.1} s",
+        "  {} test suites, {} skipped, total {:.1} s",
         tally.suites,
         tally.ignored,
         t0.elapsed().as_secs_f64()
     );
-    let all_ok = steps.iter().all(|s| s.1) && tally.failed == 0 && tally.suites > 0;
-    if tally.suites == 0 {
-        println!("  no test ran: that is a failure");
+    let why = verdict(steps.iter().all(|s| s.1), &tally, strict_ci());
+    for w in &why {
+        println!("  FAIL: {w}");
     }
-    println!("{} passed, {} failed", tally.passed, tally.failed);
-    if all_ok {
+    println!(
+        "{} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    if why.is_empty() {
         0
     } else {
         1
@@ -444,6 +500,41 @@ mod tests {
                 suites: 2
             }
         );
+    }
+
+    #[test]
+    fn report_names_failed_and_skipped_tests() {
+        let mut r = Report::default();
+        for l in [
+            "running 4 tests",
+            "test a::ok_one ... ok",
+            "test b::broken ... FAILED",
+            "test c::slow ... ignored",
+            "test d::why ... ignored, needs hardware",
+            "test result: FAILED. 1 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        ] {
+            r.add_line(l);
+        }
+        assert_eq!(r.failed, vec!["b::broken"]);
+        assert_eq!(r.ignored, vec!["c::slow", "d::why"]);
+        assert_eq!((r.tally.passed, r.tally.failed, r.tally.ignored), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_skipped_test_fails_only_under_ci_and_nothing_run_always_fails() {
+        let t = |passed, failed, ignored, suites| Tally {
+            passed,
+            failed,
+            ignored,
+            suites,
+        };
+        assert!(verdict(true, &t(10, 0, 0, 2), true).is_empty());
+        assert!(verdict(true, &t(10, 0, 1, 2), false).is_empty());
+        let why = verdict(true, &t(10, 0, 1, 2), true);
+        assert!(why.len() == 1 && why[0].contains("CI=true"), "{why:?}");
+        assert_eq!(verdict(true, &t(10, 1, 0, 2), false).len(), 1);
+        assert_eq!(verdict(false, &t(10, 0, 0, 2), false).len(), 1);
+        assert_eq!(verdict(true, &t(0, 0, 0, 0), false), vec!["no test ran"]);
     }
 
     #[derive(clap::Parser)]
