@@ -54,6 +54,8 @@ pub const APT_PACKAGES: &[AptPackage] = &[
     pkg("grub-common", false, Need::Run),
     pkg("xorriso", false, Need::Run),
     pkg("mtools", false, Need::Run),
+    // grub-mkrescue --compress=xz runs `xz`; a minimal Debian has no xz-utils.
+    pkg("xz-utils", false, Need::Run),
     pkg("ovmf", false, Need::Run),
     pkg("gcc", false, Need::Peers),
     pkg("libnids-dev", false, Need::Peers),
@@ -155,6 +157,7 @@ fn present(pkg: &AptPackage, host: &Host) -> bool {
             "grub-common" => which("grub-mkrescue"),
             "xorriso" => which("xorriso"),
             "mtools" => which("mformat"),
+            "xz-utils" => which("xz"),
             "ovmf" => Path::new(qemu::OVMF_CODE).is_file(),
             "gcc" => which("gcc"),
             "libnids-dev" => Path::new("/usr/include/nids.h").is_file(),
@@ -559,7 +562,7 @@ Components: main
             s.contains("apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86 suricata\n"),
             "{s}"
         );
-        assert!(s.contains("apt-get install -y --no-install-recommends grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools ovmf gcc libnids-dev libpcap-dev time\n"), "{s}");
+        assert!(s.contains("apt-get install -y --no-install-recommends grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools xz-utils ovmf gcc libnids-dev libpcap-dev time\n"), "{s}");
         // Only what is missing is named.
         let run_only = packages_for(&[Need::Run]);
         let s = install_instructions(&bookworm, &run_only);
@@ -595,6 +598,7 @@ Components: main
             "grub-common",
             "xorriso",
             "mtools",
+            "xz-utils",
             "ovmf",
         ] {
             assert!(run.contains(&n), "{n}");
