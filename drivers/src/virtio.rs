@@ -311,9 +311,9 @@ pub fn init<H: Hal, R: RegIo + Clone, const N: usize>(
         regs.write16(c(common::QUEUE_SIZE), N as u16);
         let vq = Virtq::<N>::alloc(hal)?;
         for (off, phys) in [
-            (common::QUEUE_DESC, vq.desc.phys),
-            (common::QUEUE_DRIVER, vq.avail.phys),
-            (common::QUEUE_DEVICE, vq.used.phys),
+            (common::QUEUE_DESC, vq.desc.phys()),
+            (common::QUEUE_DRIVER, vq.avail.phys()),
+            (common::QUEUE_DEVICE, vq.used.phys()),
         ] {
             regs.write32(c(off), phys as u32);
             regs.write32(c(off + 4), (phys >> 32) as u32);
@@ -359,7 +359,7 @@ pub fn init<H: Hal, R: RegIo + Clone, const N: usize>(
 
     // Post every receive buffer.
     for i in 0..N {
-        let phys = rx.bufs.phys + (i * BUF_SIZE) as u64;
+        let phys = rx.bufs.phys() + (i * BUF_SIZE) as u64;
         rx.vq.set_desc(i, phys, BUF_SIZE as u32, VIRTQ_DESC_F_WRITE);
         rx.vq.push_avail(i as u16);
     }
@@ -499,7 +499,7 @@ impl<R: RegIo, const N: usize> VirtioTx<R, N> {
             let buf = unsafe { self.bufs.bytes_mut(i * BUF_SIZE, NET_HDR_LEN + fr.len()) };
             buf[..NET_HDR_LEN].fill(0);
             buf[NET_HDR_LEN..].copy_from_slice(fr);
-            let phys = self.bufs.phys + (i * BUF_SIZE) as u64;
+            let phys = self.bufs.phys() + (i * BUF_SIZE) as u64;
             self.vq
                 .set_desc(i, phys, (NET_HDR_LEN + fr.len()) as u32, 0);
             self.vq.push_avail(id);
