@@ -3,11 +3,21 @@
 
 use crate::acpi::Ecam;
 use crate::app::{Bar, PciFunction, MAX_PCI_FUNCTIONS};
-use crate::arch::port::{inl, outl};
 use spin::{Mutex, Once};
+use x86_64::instructions::port::{Port, PortWriteOnly};
 
 static ECAM: Once<Option<Ecam>> = Once::new();
-static LEGACY: Mutex<()> = Mutex::new(());
+/// The legacy configuration mechanism: the address port 0xCF8 and the data port 0xCFC,
+/// used only under this lock (an address and its data access must not interleave).
+static LEGACY: Mutex<LegacyPorts> = Mutex::new(LegacyPorts {
+    address: PortWriteOnly::new(0xcf8),
+    data: Port::new(0xcfc),
+});
+
+struct LegacyPorts {
+    address: PortWriteOnly<u32>,
+    data: Port<u32>,
+}
 
 /// Address of one PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +69,13 @@ pub fn read32(a: PciAddress, offset: u16) -> u32 {
             return unsafe { p.read_volatile() };
         }
     }
-    let _g = LEGACY.lock();
-    outl(0xcf8, legacy_address(a, offset));
-    inl(0xcfc)
+    let mut ports = LEGACY.lock();
+    // SAFETY: 0xCF8/0xCFC are the PCI configuration mechanism, used only here and in
+    // `write32`, under the lock. Selecting a register and reading it touches no memory.
+    unsafe {
+        ports.address.write(legacy_address(a, offset));
+        ports.data.read()
+    }
 }
 
 /// Writes a 32-bit configuration register.
@@ -73,9 +87,12 @@ pub fn write32(a: PciAddress, offset: u16, value: u32) {
             return;
         }
     }
-    let _g = LEGACY.lock();
-    outl(0xcf8, legacy_address(a, offset));
-    outl(0xcfc, value);
+    let mut ports = LEGACY.lock();
+    // SAFETY: as in `read32`.
+    unsafe {
+        ports.address.write(legacy_address(a, offset));
+        ports.data.write(value);
+    }
 }
 
 /// Sets memory-space decoding and bus mastering (and clears INTx, which Ferrule never uses).
