@@ -377,7 +377,7 @@ unsafe impl Hal for FakeHal {
         self.get_pci(addr, off)
     }
 
-    fn pci_write32(&self, addr: PciAddr, off: u16, value: u32) {
+    unsafe fn pci_write32(&self, addr: PciAddr, off: u16, value: u32) {
         self.set_pci(addr, off, value);
     }
 }

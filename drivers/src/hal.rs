@@ -54,7 +54,25 @@ pub unsafe trait Hal {
     fn pci_read32(&self, addr: PciAddr, off: u16) -> u32;
 
     /// Writes the 32-bit PCI configuration register at byte offset `off` (4-aligned).
-    fn pci_write32(&self, addr: PciAddr, off: u16, value: u32);
+    ///
+    /// Drivers only turn the device on ([`pci::enable_bus_master`]). A configuration write
+    /// can move a device's registers over RAM, so it needs `unsafe`:
+    ///
+    /// ```compile_fail,E0133
+    /// fn retarget<H: drivers::Hal>(hal: &H, nic: drivers::PciAddr) {
+    ///     // BAR0 onto RAM: the NIC's register writes would then land in memory.
+    ///     hal.pci_write32(nic, drivers::hal::pci::BAR0, 0x0010_0000);
+    /// }
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// The write must not move an address range the function decodes (a BAR, the expansion
+    /// ROM, a bridge's windows) except while decoding is off and restored before it is
+    /// turned back on, nor aim the function's own memory writes (MSI/MSI-X message
+    /// addresses) anywhere but the local APIC's interrupt window. Setting or clearing the
+    /// command register's decoding, bus-master and INTx bits is fine.
+    unsafe fn pci_write32(&self, addr: PciAddr, off: u16, value: u32);
 }
 
 /// PCI configuration helpers built on [`Hal`]'s config access.
@@ -86,11 +104,15 @@ pub mod pci {
     /// Enables memory decoding and bus mastering, disables INTx.
     pub fn enable_bus_master<H: Hal>(hal: &H, addr: PciAddr) {
         let v = hal.pci_read32(addr, COMMAND) & 0xFFFF;
-        hal.pci_write32(
-            addr,
-            COMMAND,
-            v | CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE,
-        );
+        // SAFETY: sets only the command register's memory, bus-master and INTx-disable bits
+        // (the status half is written as zero, which clears nothing): no range moves.
+        unsafe {
+            hal.pci_write32(
+                addr,
+                COMMAND,
+                v | CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE,
+            )
+        };
     }
 
     /// Physical address of memory BAR `bar` (handles 64-bit BARs). Errors if it is an I/O BAR.

@@ -49,7 +49,8 @@ unsafe impl drivers::Hal for KernelHal {
         pci::read32(kernel_address(addr), off)
     }
 
-    fn pci_write32(&self, addr: drivers::PciAddr, off: u16, value: u32) {
-        pci::write32(kernel_address(addr), off, value)
+    unsafe fn pci_write32(&self, addr: drivers::PciAddr, off: u16, value: u32) {
+        // SAFETY: `Hal::pci_write32`'s contract is `pci::write32`'s, passed on unchanged.
+        unsafe { pci::write32(kernel_address(addr), off, value) }
     }
 }
