@@ -27,7 +27,8 @@ pub struct PciAddr {
 ///   aligned to `align`, physically contiguous (so `phys + k` is the device address of
 ///   `virt + k` for every `k < len`), mapped writable and cache-coherent with device DMA;
 /// - `map_mmio` returns a pointer to `len` bytes mapping the physical range uncached
-///   (strong uncacheable), valid for the life of the appliance;
+///   (strong uncacheable), valid for the life of the appliance, and returns `None` for a
+///   range that overlaps RAM (RAM is Rust's memory, never a register window);
 /// - `now_ns` is monotonic and advances (so timeouts end);
 /// - PCI configuration accesses reach the function named by `PciAddr` and nothing else.
 pub unsafe trait Hal {
@@ -36,7 +37,7 @@ pub unsafe trait Hal {
     fn dma_alloc(&self, size: usize, align: usize) -> Option<DmaRegion>;
 
     /// Maps `len` bytes of device registers at physical address `phys`, uncached.
-    /// Returns `None` when the range cannot be mapped.
+    /// Returns `None` when the range cannot be mapped or overlaps RAM.
     fn map_mmio(&self, phys: u64, len: usize) -> Option<NonNull<u8>>;
 
     /// Monotonic time in nanoseconds (any origin).

@@ -247,7 +247,11 @@ pub fn open<H: Hal, const N: usize>(hal: &H, addr: PciAddr) -> Result<VirtioPart
     }
     let bar = pci::memory_bar(hal, addr, c.0)?;
     let end = c.1.max(n.1).max(d.1) as usize + 0x1000;
-    let mmio = Mmio::map(hal, bar, end.next_power_of_two())?;
+    // SAFETY: `bar` is the memory BAR that the device's own capabilities name for its
+    // common, notify and device registers, read from its configuration space; the window
+    // ends a page past the last structure, rounded up to a power of two, which BAR sizes
+    // are. Nothing in Ferrule uses device registers as memory.
+    let mmio = unsafe { Mmio::map(hal, bar, end.next_power_of_two())? };
     init(
         hal,
         mmio,

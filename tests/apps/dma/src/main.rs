@@ -13,7 +13,7 @@ impl App for DmaCheck {
 
     #[cfg(target_os = "none")]
     fn run(&self, core: &Core) -> Result<(), AppError> {
-        use kernel::mem::{dma_alloc, translate};
+        use kernel::mem::{dma_alloc, map_mmio, translate, MapError};
         if core.id != 0 {
             return Ok(());
         }
@@ -64,6 +64,13 @@ impl App for DmaCheck {
                 r.len(),
                 align
             );
+        }
+        // RAM is never handed out as a register window: a DMA region is RAM.
+        let r = dma_alloc(4096, 4096).map_err(|_| fail("allocation failed"))?;
+        match map_mmio(r.phys(), r.len() as u64) {
+            Err(MapError::Ram) => kernel::println!("dma map_mmio over RAM refused"),
+            Ok(_) => return Err(fail("map_mmio mapped RAM as registers")),
+            Err(_) => return Err(fail("map_mmio over RAM failed with the wrong error")),
         }
         if translate(0).is_some() {
             return Err(fail("page 0 is mapped"));
