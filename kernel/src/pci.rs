@@ -204,8 +204,8 @@ fn probe(a: PciAddress) -> Option<PciFunction> {
 }
 
 /// Sets up configuration access and scans every bus. Returns the functions and whether
-/// ECAM is used.
-pub fn init(ecam: Option<Ecam>) -> (&'static [PciFunction], bool) {
+/// ECAM is used. Runs once, at boot (crate-private: it sizes BARs under running drivers).
+pub(crate) fn init(ecam: Option<Ecam>) -> (&'static [PciFunction], bool) {
     if let Some(e) = ecam {
         let len = ((e.bus_end as u64 - e.bus_start as u64) + 1) << 20;
         let base = e.base + ((e.bus_start as u64) << 20);

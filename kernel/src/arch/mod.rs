@@ -68,8 +68,9 @@ fn read_boot_info(magic: u32, info: u64) -> Result<BootInfo, crate::bootinfo::Bo
 }
 
 /// Brings the machine up (memory, time, ACPI, cores, PCI) and describes it. Runs once, on the
-/// boot core, from [`crate::run`].
-pub fn boot_machine() -> crate::app::Machine {
+/// boot core, from [`crate::run`] (crate-private: a second run would feed frames that are
+/// in use back to the allocator).
+pub(crate) fn boot_machine() -> crate::app::Machine {
     let boot = BOOT_INFO
         .get()
         .expect("boot info is read before the app starts");

@@ -35,7 +35,8 @@ pub fn kernel_range() -> (u64, u64) {
 }
 
 /// Builds the frame allocator from the memory map and switches to Ferrule's page tables.
-pub fn init(boot: &'static BootInfo) {
+/// Runs once, at boot (crate-private: the memory map decides what memory is free).
+pub(crate) fn init(boot: &'static BootInfo) {
     {
         let mut frames = FRAMES.lock();
         for r in boot.regions().iter().filter(|r| r.kind == MemKind::Usable) {
