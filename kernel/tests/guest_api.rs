@@ -107,7 +107,8 @@ pub fn turn_on(a: kernel::pci::PciAddress, d: drivers::PciAddr) -> bool {
     );
     assert!(
         ok,
-        "the control crate must build for {GUEST_TARGET}:\n{out}"
+        "the control crate must build for {GUEST_TARGET} (if `core` is missing: \
+         `rustup target add {GUEST_TARGET}`):\n{out}"
     );
 }
 
