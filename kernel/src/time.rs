@@ -37,9 +37,10 @@ pub fn init() {
 
 fn calibrate() -> Option<u64> {
     let ticks: u64 = PIT_HZ / 100; // 10 ms
-                                   // Port 0x61 (PIT channel 2 gate, speaker, channel 2 output), the PIT's mode register and
-                                   // channel 2's counter: timers and a speaker, used by nothing else in Ferrule. Writing
-                                   // them changes no memory; the SAFETY notes below rest on that.
+
+    // Port 0x61 (PIT channel 2 gate, speaker, channel 2 output), the PIT's mode register
+    // and channel 2's counter: timers and a speaker, used by nothing else in Ferrule.
+    // Writing them changes no memory; the SAFETY notes below rest on that.
     let mut control = Port::<u8>::new(0x61);
     let mut mode = PortWriteOnly::<u8>::new(0x43);
     let mut counter = PortWriteOnly::<u8>::new(0x42);
