@@ -354,16 +354,9 @@ unsafe impl Hal for FakeHal {
                 return None;
             }
         }
-        let layout = std::alloc::Layout::from_size_align(size.max(1), align).ok()?;
-        // SAFETY: the layout has non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let virt = NonNull::new(p)?;
-        allocs.push((p as usize, size));
-        Some(DmaRegion {
-            virt,
-            phys: p as u64,
-            len: size,
-        })
+        let region = DmaRegion::leak_zeroed(size, align)?;
+        allocs.push((region.phys() as usize, size));
+        Some(region)
     }
 
     fn map_mmio(&self, _phys: u64, _len: usize) -> Option<NonNull<u8>> {
@@ -384,7 +377,7 @@ unsafe impl Hal for FakeHal {
         self.get_pci(addr, off)
     }
 
-    fn pci_write32(&self, addr: PciAddr, off: u16, value: u32) {
+    unsafe fn pci_write32(&self, addr: PciAddr, off: u16, value: u32) {
         self.set_pci(addr, off, value);
     }
 }

@@ -27,7 +27,8 @@ pub struct PciAddr {
 ///   aligned to `align`, physically contiguous (so `phys + k` is the device address of
 ///   `virt + k` for every `k < len`), mapped writable and cache-coherent with device DMA;
 /// - `map_mmio` returns a pointer to `len` bytes mapping the physical range uncached
-///   (strong uncacheable), valid for the life of the appliance;
+///   (strong uncacheable), valid for the life of the appliance, and returns `None` for a
+///   range that overlaps RAM (RAM is Rust's memory, never a register window);
 /// - `now_ns` is monotonic and advances (so timeouts end);
 /// - PCI configuration accesses reach the function named by `PciAddr` and nothing else.
 pub unsafe trait Hal {
@@ -36,7 +37,7 @@ pub unsafe trait Hal {
     fn dma_alloc(&self, size: usize, align: usize) -> Option<DmaRegion>;
 
     /// Maps `len` bytes of device registers at physical address `phys`, uncached.
-    /// Returns `None` when the range cannot be mapped.
+    /// Returns `None` when the range cannot be mapped or overlaps RAM.
     fn map_mmio(&self, phys: u64, len: usize) -> Option<NonNull<u8>>;
 
     /// Monotonic time in nanoseconds (any origin).
@@ -54,7 +55,25 @@ pub unsafe trait Hal {
     fn pci_read32(&self, addr: PciAddr, off: u16) -> u32;
 
     /// Writes the 32-bit PCI configuration register at byte offset `off` (4-aligned).
-    fn pci_write32(&self, addr: PciAddr, off: u16, value: u32);
+    ///
+    /// Drivers only turn the device on ([`pci::enable_bus_master`]). A configuration write
+    /// can move a device's registers over RAM, so it needs `unsafe`:
+    ///
+    /// ```compile_fail,E0133
+    /// fn retarget<H: drivers::Hal>(hal: &H, nic: drivers::PciAddr) {
+    ///     // BAR0 onto RAM: the NIC's register writes would then land in memory.
+    ///     hal.pci_write32(nic, drivers::hal::pci::BAR0, 0x0010_0000);
+    /// }
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// The write must not move an address range the function decodes (a BAR, the expansion
+    /// ROM, a bridge's windows) except while decoding is off and restored before it is
+    /// turned back on, nor aim the function's own memory writes (MSI/MSI-X message
+    /// addresses) anywhere but the local APIC's interrupt window. Setting or clearing the
+    /// command register's decoding, bus-master and INTx bits is fine.
+    unsafe fn pci_write32(&self, addr: PciAddr, off: u16, value: u32);
 }
 
 /// PCI configuration helpers built on [`Hal`]'s config access.
@@ -86,11 +105,15 @@ pub mod pci {
     /// Enables memory decoding and bus mastering, disables INTx.
     pub fn enable_bus_master<H: Hal>(hal: &H, addr: PciAddr) {
         let v = hal.pci_read32(addr, COMMAND) & 0xFFFF;
-        hal.pci_write32(
-            addr,
-            COMMAND,
-            v | CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE,
-        );
+        // SAFETY: sets only the command register's memory, bus-master and INTx-disable bits
+        // (the status half is written as zero, which clears nothing): no range moves.
+        unsafe {
+            hal.pci_write32(
+                addr,
+                COMMAND,
+                v | CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE,
+            )
+        };
     }
 
     /// Physical address of memory BAR `bar` (handles 64-bit BARs). Errors if it is an I/O BAR.

@@ -300,6 +300,7 @@ pub struct IgbParts<R: RegIo, const RXN: usize, const TXN: usize> {
 
 /// Opens the igb function at `addr`: checks the ids, enables memory decoding and bus
 /// mastering, maps BAR0 (128 KiB) and runs [`init`].
+#[allow(unsafe_code)]
 pub fn open<H: Hal, const RXN: usize, const TXN: usize>(
     hal: &H,
     addr: PciAddr,
@@ -311,7 +312,10 @@ pub fn open<H: Hal, const RXN: usize, const TXN: usize>(
     }
     pci::enable_bus_master(hal, addr);
     let bar = pci::memory_bar(hal, addr, 0)?;
-    let mmio = Mmio::map(hal, bar, 128 * 1024)?;
+    // SAFETY: `bar` is BAR0 of `addr`, read from its configuration space just now, and for
+    // every id in `DEVICE_IDS` BAR0 is the device's register window of at least 128 KiB.
+    // Nothing in Ferrule uses device registers as memory.
+    let mmio = unsafe { Mmio::map(hal, bar, 128 * 1024)? };
     init(hal, mmio, cfg)
 }
 

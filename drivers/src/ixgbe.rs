@@ -305,6 +305,7 @@ pub struct IxgbeParts<R: RegIo, const RXN: usize, const TXN: usize> {
 }
 
 /// Opens the ixgbe function at `addr` (ids, bus master, BAR0 512 KiB) and runs [`init`].
+#[allow(unsafe_code)]
 pub fn open<H: Hal, const RXN: usize, const TXN: usize>(
     hal: &H,
     addr: PciAddr,
@@ -316,7 +317,10 @@ pub fn open<H: Hal, const RXN: usize, const TXN: usize>(
     }
     pci::enable_bus_master(hal, addr);
     let bar = pci::memory_bar(hal, addr, 0)?;
-    let mmio = Mmio::map(hal, bar, 512 * 1024)?;
+    // SAFETY: `bar` is BAR0 of `addr`, read from its configuration space just now, and for
+    // every id in `DEVICE_IDS` BAR0 is the device's register window of at least 512 KiB. Nothing in
+    // Ferrule uses device registers as memory.
+    let mmio = unsafe { Mmio::map(hal, bar, 512 * 1024)? };
     init(hal, mmio, cfg)
 }
 

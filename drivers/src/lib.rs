@@ -13,7 +13,8 @@
 //! [`Error`].
 //!
 //! `unsafe` lives only in [`mmio`], [`dma`], [`ring`] (the data path), [`virtio`]'s
-//! virtqueue and the [`hal::Hal`] trait declaration (plus the host-only `fake` module).
+//! virtqueue, the [`hal::Hal`] trait declaration and the one BAR mapping in each
+//! `open` (plus the host-only `fake` module).
 //!
 //! # Using it from the kernel
 //!

@@ -35,15 +35,31 @@ impl Mmio {
 
     /// Maps `len` bytes of registers at physical `phys` through the platform.
     ///
-    /// The caller must be the BAR's only driver (the `open` functions are); the mapping
-    /// itself is valid by the [`Hal`] contract.
-    pub fn map<H: Hal>(hal: &H, phys: u64, len: usize) -> Result<Self> {
+    /// Register writes through an `Mmio` are safe, so where it points is promised here:
+    /// mapping an address picked from safe code does not build.
+    ///
+    /// ```compile_fail,E0133
+    /// fn scribble<H: drivers::Hal>(hal: &H) {
+    ///     use drivers::RegIo;
+    ///     let m = drivers::Mmio::map(hal, 0x10_0000, 4096).unwrap(); // RAM, not registers
+    ///     m.write32(drivers::Reg(0), 0);
+    /// }
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// `phys..phys + len` must hold device registers only: it lies inside a memory BAR of
+    /// a PCI function, read from that function's configuration space, and no code uses any
+    /// of it as memory. (The [`Hal`] contract adds that the mapping is uncached, lives for
+    /// the rest of the program and is refused for RAM.)
+    pub unsafe fn map<H: Hal>(hal: &H, phys: u64, len: usize) -> Result<Self> {
         let base = hal.map_mmio(phys, len).ok_or(Error::MmioMap)?;
         if !(base.as_ptr() as usize).is_multiple_of(4) {
             return Err(Error::MmioMap);
         }
-        // SAFETY: the `Hal` contract makes `base` an uncached mapping of `len` bytes of
-        // device registers for the program's lifetime; alignment was checked above.
+        // SAFETY: the `Hal` contract makes `base` an uncached mapping of `len` bytes at
+        // `phys` for the program's lifetime, which the caller promises are device registers
+        // nothing else uses as memory; alignment was checked above.
         Ok(unsafe { Mmio::new(base, len) })
     }
 

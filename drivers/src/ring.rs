@@ -77,7 +77,7 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
         let () = RingSize::<N>::OK;
         let ring = hal.dma_alloc(N * DESC_SIZE, 128).ok_or(Error::DmaAlloc)?;
         let bufs = hal.dma_alloc(N * BUF_SIZE, 4096).ok_or(Error::DmaAlloc)?;
-        if ring.len < N * DESC_SIZE || bufs.len < N * BUF_SIZE {
+        if ring.len() < N * DESC_SIZE || bufs.len() < N * BUF_SIZE {
             return Err(Error::DmaAlloc);
         }
         let mut q = AdvRxQueue {
@@ -98,7 +98,7 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
 
     /// Physical address of the descriptor ring (for RDBAL/RDBAH).
     pub(crate) fn ring_phys(&self) -> u64 {
-        self.ring.phys
+        self.ring.phys()
     }
 
     /// Ring length in bytes (for RDLEN).
@@ -110,7 +110,7 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
     /// and a zero header address, which also clears the write-back DD bit.
     #[inline]
     fn arm(&mut self, i: usize) {
-        let phys = self.bufs.phys + (i * BUF_SIZE) as u64;
+        let phys = self.bufs.phys() + (i * BUF_SIZE) as u64;
         self.ring.write_u64(i * DESC_SIZE, phys);
         self.ring.write_u64(i * DESC_SIZE + 8, 0);
     }
@@ -205,7 +205,7 @@ impl<R: RegIo, const N: usize> AdvTxQueue<R, N> {
         let () = RingSize::<N>::OK;
         let ring = hal.dma_alloc(N * DESC_SIZE, 128).ok_or(Error::DmaAlloc)?;
         let bufs = hal.dma_alloc(N * BUF_SIZE, 4096).ok_or(Error::DmaAlloc)?;
-        if ring.len < N * DESC_SIZE || bufs.len < N * BUF_SIZE {
+        if ring.len() < N * DESC_SIZE || bufs.len() < N * BUF_SIZE {
             return Err(Error::DmaAlloc);
         }
         Ok(AdvTxQueue {
@@ -223,7 +223,7 @@ impl<R: RegIo, const N: usize> AdvTxQueue<R, N> {
 
     /// Physical address of the descriptor ring (for TDBAL/TDBAH).
     pub(crate) fn ring_phys(&self) -> u64 {
-        self.ring.phys
+        self.ring.phys()
     }
 
     /// Ring length in bytes (for TDLEN).
@@ -292,7 +292,7 @@ impl<R: RegIo, const N: usize> AdvTxQueue<R, N> {
             }
             let off = i * DESC_SIZE;
             self.ring
-                .write_u64(off, self.bufs.phys + (i * BUF_SIZE) as u64);
+                .write_u64(off, self.bufs.phys() + (i * BUF_SIZE) as u64);
             self.ring.write_u32(
                 off + 8,
                 TX_CMD_DTYP_DATA | TX_CMD_DEXT | TX_CMD_RS | TX_CMD_IFCS | TX_CMD_EOP | len as u32,

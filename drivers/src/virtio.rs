@@ -247,7 +247,11 @@ pub fn open<H: Hal, const N: usize>(hal: &H, addr: PciAddr) -> Result<VirtioPart
     }
     let bar = pci::memory_bar(hal, addr, c.0)?;
     let end = c.1.max(n.1).max(d.1) as usize + 0x1000;
-    let mmio = Mmio::map(hal, bar, end.next_power_of_two())?;
+    // SAFETY: `bar` is the memory BAR that the device's own capabilities name for its
+    // common, notify and device registers, read from its configuration space; the window
+    // ends a page past the last structure, rounded up to a power of two, which BAR sizes
+    // are. Nothing in Ferrule uses device registers as memory.
+    let mmio = unsafe { Mmio::map(hal, bar, end.next_power_of_two())? };
     init(
         hal,
         mmio,
@@ -311,9 +315,9 @@ pub fn init<H: Hal, R: RegIo + Clone, const N: usize>(
         regs.write16(c(common::QUEUE_SIZE), N as u16);
         let vq = Virtq::<N>::alloc(hal)?;
         for (off, phys) in [
-            (common::QUEUE_DESC, vq.desc.phys),
-            (common::QUEUE_DRIVER, vq.avail.phys),
-            (common::QUEUE_DEVICE, vq.used.phys),
+            (common::QUEUE_DESC, vq.desc.phys()),
+            (common::QUEUE_DRIVER, vq.avail.phys()),
+            (common::QUEUE_DEVICE, vq.used.phys()),
         ] {
             regs.write32(c(off), phys as u32);
             regs.write32(c(off + 4), (phys >> 32) as u32);
@@ -359,7 +363,7 @@ pub fn init<H: Hal, R: RegIo + Clone, const N: usize>(
 
     // Post every receive buffer.
     for i in 0..N {
-        let phys = rx.bufs.phys + (i * BUF_SIZE) as u64;
+        let phys = rx.bufs.phys() + (i * BUF_SIZE) as u64;
         rx.vq.set_desc(i, phys, BUF_SIZE as u32, VIRTQ_DESC_F_WRITE);
         rx.vq.push_avail(i as u16);
     }
@@ -499,7 +503,7 @@ impl<R: RegIo, const N: usize> VirtioTx<R, N> {
             let buf = unsafe { self.bufs.bytes_mut(i * BUF_SIZE, NET_HDR_LEN + fr.len()) };
             buf[..NET_HDR_LEN].fill(0);
             buf[NET_HDR_LEN..].copy_from_slice(fr);
-            let phys = self.bufs.phys + (i * BUF_SIZE) as u64;
+            let phys = self.bufs.phys() + (i * BUF_SIZE) as u64;
             self.vq
                 .set_desc(i, phys, (NET_HDR_LEN + fr.len()) as u32, 0);
             self.vq.push_avail(id);

@@ -170,6 +170,16 @@ impl BootInfo {
             .sum()
     }
 
+    /// Whether `[start, end)` overlaps a RAM-like region (usable, ACPI, faulty RAM: anything
+    /// but `Reserved`). Such memory is never mapped as device registers.
+    pub fn overlaps_ram(&self, start: u64, end: u64) -> bool {
+        start < end
+            && self
+                .regions()
+                .iter()
+                .any(|r| r.kind != MemKind::Reserved && r.start < end && start < r.end)
+    }
+
     /// Highest address covered by any RAM-like region.
     pub fn top_of_ram(&self) -> u64 {
         self.regions()
@@ -325,6 +335,22 @@ mod tests {
         let off15 = b.windows(8).rposition(|w| w == b"RSD PTR ").unwrap() as u64;
         assert_eq!(info.rsdp, Some(0x10000 + off15));
         assert_eq!(info.info_range, (0x10000, 0x10000 + b.len() as u64));
+    }
+
+    #[test]
+    fn ram_overlap_counts_every_ram_kind_and_no_hole() {
+        let info = BootInfo::parse_multiboot2(&multiboot2_info(), 0x10000).unwrap();
+        // Usable RAM, its last byte, and the ACPI tables at the top are RAM.
+        assert!(info.overlaps_ram(0x200000, 0x400000));
+        assert!(info.overlaps_ram(0x9fbff, 0xa0000));
+        assert!(info.overlaps_ram(0x7fff000, 0x8000000));
+        // A range straddling RAM's end is refused as a whole.
+        assert!(info.overlaps_ram(0x7f00000, 0x9000000));
+        // The reserved EBDA, the VGA/ROM hole, the space above RAM and empty ranges are not.
+        assert!(!info.overlaps_ram(0x9fc00, 0x100000));
+        assert!(!info.overlaps_ram(0x8000000, 0x9000000));
+        assert!(!info.overlaps_ram(0xfeb0_0000, 0xfec0_0000));
+        assert!(!info.overlaps_ram(0x200000, 0x200000));
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! Every core may print; lines are kept whole by a spin lock. The fatal paths (panic,
 //! exception) write without the lock so a core that died holding it cannot silence them.
 
-use crate::arch::port::{inb, outb};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
+use x86_64::instructions::port::{PortReadOnly, PortWriteOnly};
 
 const COM1: u16 = 0x3f8;
 
@@ -39,24 +39,37 @@ pub fn enabled(level: Level) -> bool {
 
 /// Programs COM1 for 115200 8N1 with FIFOs.
 pub fn init() {
-    outb(COM1 + 1, 0x00); // no interrupts
-    outb(COM1 + 3, 0x80); // DLAB
-    outb(COM1, 0x01); // divisor 1 = 115200
-    outb(COM1 + 1, 0x00);
-    outb(COM1 + 3, 0x03); // 8N1
-    outb(COM1 + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
-    outb(COM1 + 4, 0x03); // DTR, RTS
+    let mut data = PortWriteOnly::<u8>::new(COM1);
+    let mut ier = PortWriteOnly::<u8>::new(COM1 + 1);
+    let mut fcr = PortWriteOnly::<u8>::new(COM1 + 2);
+    let mut lcr = PortWriteOnly::<u8>::new(COM1 + 3);
+    let mut mcr = PortWriteOnly::<u8>::new(COM1 + 4);
+    // SAFETY: COM1's eight registers belong to the console alone; programming the UART
+    // changes how it sends bytes and touches no memory.
+    unsafe {
+        ier.write(0x00); // no interrupts
+        lcr.write(0x80); // DLAB
+        data.write(0x01); // divisor low byte: 1 = 115200
+        ier.write(0x00); // divisor high byte
+        lcr.write(0x03); // 8N1
+        fcr.write(0xc7); // FIFO on, cleared, 14-byte threshold
+        mcr.write(0x03); // DTR, RTS
+    }
 }
 
 fn put(byte: u8) {
+    let mut line_status = PortReadOnly::<u8>::new(COM1 + 5);
+    let mut transmit = PortWriteOnly::<u8>::new(COM1);
     // Bounded wait for the transmit holding register; a missing UART must not hang boot.
     for _ in 0..100_000 {
-        if inb(COM1 + 5) & 0x20 != 0 {
+        // SAFETY: reading COM1's line status register has no effect beyond the UART.
+        if unsafe { line_status.read() } & 0x20 != 0 {
             break;
         }
         core::hint::spin_loop();
     }
-    outb(COM1, byte);
+    // SAFETY: COM1 belongs to the console; sending a byte touches no memory.
+    unsafe { transmit.write(byte) }
 }
 
 /// A writer straight to the UART, without the lock (for fatal paths).

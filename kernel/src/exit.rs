@@ -1,8 +1,8 @@
 //! Ending a run: QEMU's `isa-debug-exit` with distinct codes, halt or reboot on bare metal,
 //! and the panic report.
 
-use crate::arch::port::{inb, outb};
 use core::fmt::Write;
+use x86_64::instructions::port::{PortReadOnly, PortWriteOnly};
 
 /// `isa-debug-exit` port (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`).
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -23,19 +23,24 @@ pub fn finish(success: bool) -> ! {
         "ferrule: exit {}",
         if success { "success" } else { "failure" }
     );
-    outb(
-        DEBUG_EXIT_PORT,
-        if success { EXIT_SUCCESS } else { EXIT_FAILURE },
-    );
+    let mut debug_exit = PortWriteOnly::<u8>::new(DEBUG_EXIT_PORT);
+    // SAFETY: in QEMU this port is isa-debug-exit, which ends the VM; elsewhere nothing
+    // decodes it (the image owns the machine, so no other device sits there). It is the
+    // last thing the run does, and touches no memory.
+    unsafe { debug_exit.write(if success { EXIT_SUCCESS } else { EXIT_FAILURE }) };
     // Still running: no isa-debug-exit here, so this is bare metal (or another VMM).
     if REBOOT_ON_EXIT {
         // Pulse the CPU reset line through the keyboard controller.
+        let mut status = PortReadOnly::<u8>::new(0x64);
+        let mut command = PortWriteOnly::<u8>::new(0x64);
         for _ in 0..100_000 {
-            if inb(0x64) & 0x02 == 0 {
+            // SAFETY: reading the 8042 status register has no effect beyond the controller.
+            if unsafe { status.read() } & 0x02 == 0 {
                 break;
             }
         }
-        outb(0x64, 0xfe);
+        // SAFETY: the run is over; resetting the machine is exactly what is wanted.
+        unsafe { command.write(0xfe) };
     }
     crate::arch::halt_forever()
 }

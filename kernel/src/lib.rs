@@ -12,8 +12,20 @@
 //!
 //! The memory-map parsing ([`bootinfo`]) and the frame allocator ([`frames`]) are plain
 //! logic and are unit-tested on the host; everything that touches hardware is compiled only
-//! for `target_os = "none"`. `unsafe` lives in `arch` (boot, port I/O, descriptor tables,
-//! APIC), `mem` (page tables, DMA), `pci` (configuration space) and `acpi` (table mapping).
+//! for `target_os = "none"`. `unsafe` lives in `arch` (boot, descriptor tables, APIC), `mem`
+//! (page tables, DMA), `pci` (configuration space), `acpi` (table mapping) and wherever a
+//! module drives its own I/O ports (`console`, `time`, `exit`, `pci`).
+//!
+//! # The unsafe boundary
+//!
+//! No safe function reaches an arbitrary I/O port. Port I/O goes through the `x86_64`
+//! crate's typed ports, whose every access is `unsafe` and so carries a `// SAFETY:` note
+//! naming the device it drives; there is no safe `outb` to write, say, the reset port:
+//!
+//! ```compile_fail,E0133
+//! let mut reset = x86_64::instructions::port::PortWriteOnly::<u8>::new(0xcf9);
+//! reset.write(0x0e);
+//! ```
 #![cfg_attr(not(test), no_std)]
 
 pub mod app;

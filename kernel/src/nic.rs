@@ -30,8 +30,9 @@ fn kernel_address(a: drivers::PciAddr) -> pci::PciAddress {
 // SAFETY: `mem::dma_alloc` returns zeroed frames taken from the allocator (never handed out
 // again, never freed), identity mapped (virt == phys, hence contiguous) write-back RAM,
 // aligned to at least the request (we ask for 4 KiB or more); x86 DMA is cache-coherent.
-// `mem::map_mmio` identity-maps the range cache-disabled for the kernel's lifetime. The TSC
-// clock is monotonic. PCI accesses reach only the addressed function.
+// `mem::map_mmio` identity-maps the range cache-disabled for the kernel's lifetime and
+// refuses ranges that overlap RAM in the memory map. The TSC clock is monotonic. PCI
+// accesses reach only the addressed function.
 unsafe impl drivers::Hal for KernelHal {
     fn dma_alloc(&self, size: usize, align: usize) -> Option<drivers::DmaRegion> {
         mem::dma_alloc(size, align.max(4096)).ok()
@@ -49,7 +50,8 @@ unsafe impl drivers::Hal for KernelHal {
         pci::read32(kernel_address(addr), off)
     }
 
-    fn pci_write32(&self, addr: drivers::PciAddr, off: u16, value: u32) {
-        pci::write32(kernel_address(addr), off, value)
+    unsafe fn pci_write32(&self, addr: drivers::PciAddr, off: u16, value: u32) {
+        // SAFETY: `Hal::pci_write32`'s contract is `pci::write32`'s, passed on unchanged.
+        unsafe { pci::write32(kernel_address(addr), off, value) }
     }
 }

@@ -3,11 +3,21 @@
 
 use crate::acpi::Ecam;
 use crate::app::{Bar, PciFunction, MAX_PCI_FUNCTIONS};
-use crate::arch::port::{inl, outl};
 use spin::{Mutex, Once};
+use x86_64::instructions::port::{Port, PortWriteOnly};
 
 static ECAM: Once<Option<Ecam>> = Once::new();
-static LEGACY: Mutex<()> = Mutex::new(());
+/// The legacy configuration mechanism: the address port 0xCF8 and the data port 0xCFC,
+/// used only under this lock (an address and its data access must not interleave).
+static LEGACY: Mutex<LegacyPorts> = Mutex::new(LegacyPorts {
+    address: PortWriteOnly::new(0xcf8),
+    data: Port::new(0xcfc),
+});
+
+struct LegacyPorts {
+    address: PortWriteOnly<u32>,
+    data: Port<u32>,
+}
 
 /// Address of one PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +69,32 @@ pub fn read32(a: PciAddress, offset: u16) -> u32 {
             return unsafe { p.read_volatile() };
         }
     }
-    let _g = LEGACY.lock();
-    outl(0xcf8, legacy_address(a, offset));
-    inl(0xcfc)
+    let mut ports = LEGACY.lock();
+    // SAFETY: 0xCF8/0xCFC are the PCI configuration mechanism, used only here and in
+    // `write32`, under the lock. Selecting a register and reading it touches no memory.
+    unsafe {
+        ports.address.write(legacy_address(a, offset));
+        ports.data.read()
+    }
 }
 
-/// Writes a 32-bit configuration register.
-pub fn write32(a: PciAddress, offset: u16, value: u32) {
+/// Writes a 32-bit configuration register (`offset` is rounded down to 4).
+///
+/// Use [`enable`] to turn a device on; it needs no `unsafe`.
+///
+/// # Safety
+///
+/// A configuration write can make a device claim any address or write memory by itself, so
+/// the write must not:
+/// - move an address range the function decodes: a BAR (0x10..0x28), the expansion ROM
+///   (0x30) or, for a bridge, its bus numbers and windows may change only while the
+///   command register has decoding off, and must hold their old values again before it is
+///   turned back on (as BAR sizing does);
+/// - aim the function's own memory writes (MSI/MSI-X message addresses) anywhere but the
+///   local APIC's interrupt window (`0xFEE0_0000..0xFF00_0000`).
+///
+/// Setting or clearing decoding, bus mastering or INTx in the command register is fine.
+pub unsafe fn write32(a: PciAddress, offset: u16, value: u32) {
     if let Some(Some(e)) = ECAM.get() {
         if let Some(p) = ecam_ptr(e, a, offset) {
             // SAFETY: as for `read32`.
@@ -73,33 +102,46 @@ pub fn write32(a: PciAddress, offset: u16, value: u32) {
             return;
         }
     }
-    let _g = LEGACY.lock();
-    outl(0xcf8, legacy_address(a, offset));
-    outl(0xcfc, value);
+    let mut ports = LEGACY.lock();
+    // SAFETY: as in `read32`.
+    unsafe {
+        ports.address.write(legacy_address(a, offset));
+        ports.data.write(value);
+    }
 }
 
 /// Sets memory-space decoding and bus mastering (and clears INTx, which Ferrule never uses).
 pub fn enable(a: PciAddress) {
     let cmd = read32(a, 0x04);
-    write32(
-        a,
-        0x04,
-        (cmd & 0xffff_0000) | (cmd & 0xffff) | 0x2 | 0x4 | 0x400,
-    );
+    // SAFETY: only the command register's memory, bus-master and INTx-disable bits change
+    // (the status half is written back as read, and its bits are write-1-to-clear flags),
+    // which moves no address range.
+    unsafe {
+        write32(
+            a,
+            0x04,
+            (cmd & 0xffff_0000) | (cmd & 0xffff) | 0x2 | 0x4 | 0x400,
+        )
+    };
 }
 
 fn read_bars(a: PciAddress) -> [Option<Bar>; 6] {
     let mut bars = [None; 6];
     let cmd = read32(a, 0x04);
     // Decoding off while sizing, so the all-ones probe never claims addresses.
-    write32(a, 0x04, cmd & !0x3 & 0xffff);
+    // SAFETY: clears only the command register's decoding bits.
+    unsafe { write32(a, 0x04, cmd & !0x3 & 0xffff) };
+    // Every BAR write below happens with decoding off and is followed by the write that
+    // restores the BAR's old value, before decoding is turned back on at the end.
     let mut i = 0;
     while i < 6 {
         let off = 0x10 + 4 * i as u16;
         let orig = read32(a, off);
-        write32(a, off, 0xffff_ffff);
+        // SAFETY: decoding is off and the next write restores the BAR (see above).
+        unsafe { write32(a, off, 0xffff_ffff) };
         let probe = read32(a, off);
-        write32(a, off, orig);
+        // SAFETY: puts the BAR back as it was.
+        unsafe { write32(a, off, orig) };
         if probe == 0 {
             i += 1;
             continue;
@@ -120,9 +162,11 @@ fn read_bars(a: PciAddress) -> [Option<Bar>; 6] {
         if is_64 && i < 5 {
             let hoff = off + 4;
             let horig = read32(a, hoff);
-            write32(a, hoff, 0xffff_ffff);
+            // SAFETY: as for the low half: decoding off, restored right after.
+            unsafe { write32(a, hoff, 0xffff_ffff) };
             let hprobe = read32(a, hoff);
-            write32(a, hoff, horig);
+            // SAFETY: puts the upper half back as it was.
+            unsafe { write32(a, hoff, horig) };
             base |= (horig as u64) << 32;
             mask = (mask & 0xffff_ffff) | ((hprobe as u64) << 32);
         }
@@ -135,7 +179,9 @@ fn read_bars(a: PciAddress) -> [Option<Bar>; 6] {
         });
         i += if is_64 { 2 } else { 1 };
     }
-    write32(a, 0x04, cmd & 0xffff);
+    // SAFETY: every BAR holds its old value again, so restoring the command register's
+    // decoding bits moves nothing.
+    unsafe { write32(a, 0x04, cmd & 0xffff) };
     bars
 }
 
@@ -158,8 +204,8 @@ fn probe(a: PciAddress) -> Option<PciFunction> {
 }
 
 /// Sets up configuration access and scans every bus. Returns the functions and whether
-/// ECAM is used.
-pub fn init(ecam: Option<Ecam>) -> (&'static [PciFunction], bool) {
+/// ECAM is used. Runs once, at boot (crate-private: it sizes BARs under running drivers).
+pub(crate) fn init(ecam: Option<Ecam>) -> (&'static [PciFunction], bool) {
     if let Some(e) = ecam {
         let len = ((e.bus_end as u64 - e.bus_start as u64) + 1) << 20;
         let base = e.base + ((e.bus_start as u64) << 20);

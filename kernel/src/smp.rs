@@ -99,7 +99,11 @@ pub fn start_cores(acpi: &AcpiInfo) -> (&'static [Core], &'static [u32]) {
             write_tramp_u64(&ap_tramp_stack, stack + AP_STACK_SIZE);
             write_tramp_u64(&ap_tramp_arg, n as u64);
         }
-        let started = lapic::start_ap(apic_id, (TRAMPOLINE >> 12) as u8).and_then(|()| {
+        // SAFETY: the trampoline was copied to TRAMPOLINE above and just filled in with this
+        // core's fresh stack and index; `apic_id` is from the MADT, not the boot core, and
+        // has not been started before (each id appears once in `others`).
+        let started = unsafe { lapic::start_ap(apic_id, (TRAMPOLINE >> 12) as u8) };
+        let started = started.and_then(|()| {
             crate::time::wait_until(AP_TIMEOUT, || ONLINE[n].load(Ordering::Acquire))
         });
         match started {

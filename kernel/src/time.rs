@@ -3,10 +3,10 @@
 //! Every wait on hardware in Ferrule goes through a [`Deadline`] so that it ends with a
 //! named [`Timeout`] instead of hanging.
 
-use crate::arch::port::{inb, outb};
 use crate::arch::rdtsc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
+use x86_64::instructions::port::{Port, PortWriteOnly};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
@@ -37,22 +37,35 @@ pub fn init() {
 
 fn calibrate() -> Option<u64> {
     let ticks: u64 = PIT_HZ / 100; // 10 ms
-    let gate = inb(0x61);
-    outb(0x61, (gate & !0x02) | 0x01); // gate on, speaker off
-    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0
-    outb(0x42, (ticks & 0xff) as u8);
-    outb(0x42, (ticks >> 8) as u8);
+
+    // Port 0x61 (PIT channel 2 gate, speaker, channel 2 output), the PIT's mode register
+    // and channel 2's counter: timers and a speaker, used by nothing else in Ferrule.
+    // Writing them changes no memory; the SAFETY notes below rest on that.
+    let mut control = Port::<u8>::new(0x61);
+    let mut mode = PortWriteOnly::<u8>::new(0x43);
+    let mut counter = PortWriteOnly::<u8>::new(0x42);
+    // SAFETY: see above: PIT and speaker-gate registers only.
+    let gate = unsafe { control.read() };
+    // SAFETY: as above.
+    unsafe {
+        control.write((gate & !0x02) | 0x01); // gate on, speaker off
+        mode.write(0xb0); // channel 2, lobyte/hibyte, mode 0
+        counter.write((ticks & 0xff) as u8);
+        counter.write((ticks >> 8) as u8);
+    }
     let start = rdtsc();
+    let mut elapsed = None;
     // Bounded by iterations, not time: the clock is what is being measured.
     for _ in 0..50_000_000u64 {
-        if inb(0x61) & 0x20 != 0 {
-            let elapsed = rdtsc() - start;
-            outb(0x61, gate);
-            return Some(elapsed * 100);
+        // SAFETY: as above.
+        if unsafe { control.read() } & 0x20 != 0 {
+            elapsed = Some((rdtsc() - start) * 100);
+            break;
         }
     }
-    outb(0x61, gate);
-    None
+    // SAFETY: as above: restores the gate as it was.
+    unsafe { control.write(gate) };
+    elapsed
 }
 
 /// TSC ticks per second.

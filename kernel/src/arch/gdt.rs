@@ -63,7 +63,7 @@ pub fn init_boot_core() {
 }
 
 /// Loads freshly allocated tables on an application processor.
-pub fn init_ap() {
+pub(crate) fn init_ap() {
     let tables = crate::mem::alloc_static(CoreTables {
         gdt: GlobalDescriptorTable::new(),
         tss: TaskStateSegment::new(),

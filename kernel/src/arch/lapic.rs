@@ -45,7 +45,13 @@ fn send(apic_id: u32, command: u32) -> Result<(), Timeout> {
 
 /// Sends INIT, then two STARTUP IPIs with the trampoline page `vector` (address >> 12),
 /// with the waits the MP specification asks for.
-pub fn start_ap(apic_id: u32, vector: u8) -> Result<(), Timeout> {
+///
+/// # Safety
+///
+/// The core named `apic_id` starts executing real-mode code at `vector << 12`: that page
+/// must hold the AP trampoline, filled in for this core (its own stack, the page-table
+/// root, the entry point), and `apic_id` must be a core that is not running yet.
+pub(crate) unsafe fn start_ap(apic_id: u32, vector: u8) -> Result<(), Timeout> {
     send(apic_id, 0x0000_4500)?; // INIT, assert, level
     crate::time::delay(Duration::from_millis(10));
     for _ in 0..2 {

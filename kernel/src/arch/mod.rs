@@ -1,11 +1,11 @@
-//! Everything that is x86_64 instructions: boot code, port I/O, descriptor tables,
-//! exceptions and the local APIC. The only other homes of `unsafe` are `mem`, `pci` and `acpi`.
+//! Everything that is x86_64 instructions: boot code, descriptor tables, exceptions and the
+//! local APIC. Port I/O is not here: each port is used through the `x86_64` crate's typed
+//! ports by the one module that owns it (`console`, `time`, `exit`, `pci`).
 
 mod boot;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
-pub mod port;
 
 use crate::bootinfo::{BootInfo, MULTIBOOT2_MAGIC};
 use crate::{acpi, console, mem, pci, smp, time};
@@ -68,8 +68,9 @@ fn read_boot_info(magic: u32, info: u64) -> Result<BootInfo, crate::bootinfo::Bo
 }
 
 /// Brings the machine up (memory, time, ACPI, cores, PCI) and describes it. Runs once, on the
-/// boot core, from [`crate::run`].
-pub fn boot_machine() -> crate::app::Machine {
+/// boot core, from [`crate::run`] (crate-private: a second run would feed frames that are
+/// in use back to the allocator).
+pub(crate) fn boot_machine() -> crate::app::Machine {
     let boot = BOOT_INFO
         .get()
         .expect("boot info is read before the app starts");

@@ -35,7 +35,8 @@ pub fn kernel_range() -> (u64, u64) {
 }
 
 /// Builds the frame allocator from the memory map and switches to Ferrule's page tables.
-pub fn init(boot: &BootInfo) {
+/// Runs once, at boot (crate-private: the memory map decides what memory is free).
+pub(crate) fn init(boot: &'static BootInfo) {
     {
         let mut frames = FRAMES.lock();
         for r in boot.regions().iter().filter(|r| r.kind == MemKind::Usable) {
@@ -84,11 +85,12 @@ pub use drivers::DmaRegion;
 pub fn dma_alloc(len: usize, align: usize) -> Result<DmaRegion, FrameError> {
     let len = (len as u64).div_ceil(FRAME_SIZE) * FRAME_SIZE;
     let phys = alloc_frames(len, align as u64)?;
-    Ok(DmaRegion {
-        virt: NonNull::new(phys as *mut u8).ok_or(FrameError::OutOfMemory)?,
-        phys,
-        len: len as usize,
-    })
+    let virt = NonNull::new(phys as *mut u8).ok_or(FrameError::OutOfMemory)?;
+    // SAFETY: `alloc_frames` took these `len` bytes from the frame allocator, which never
+    // hands a frame out twice, and zeroed them; nothing frees them. All RAM is identity
+    // mapped writable and write-back (virt == phys, so the range is physically contiguous),
+    // and x86 DMA is cache-coherent. No other pointer to the frames exists.
+    Ok(unsafe { DmaRegion::new(virt, phys, len as usize) })
 }
 
 /// Moves `value` into memory that lives until the machine stops (boot-time only).

@@ -2,7 +2,7 @@
 //! low 4 GiB (uncached: MMIO, the local APIC, PCI holes). Page 0 is left unmapped so NULL
 //! dereferences fault; MMIO above the map is added on request by [`map_mmio`].
 
-use crate::bootinfo::{BootInfo, MemKind};
+use crate::bootinfo::BootInfo;
 use crate::frames::FRAME_SIZE;
 use spin::Mutex;
 
@@ -21,6 +21,11 @@ pub enum MapError {
     OutOfMemory,
     /// The range is not in the canonical lower half or wraps.
     BadRange,
+    /// The range shares a 2 MiB page with RAM from the memory map: RAM stays write-back
+    /// memory and is never handed out as device registers.
+    Ram,
+    /// The page tables are not built yet ([`init`] has not run).
+    NotReady,
 }
 
 impl core::fmt::Display for MapError {
@@ -28,12 +33,16 @@ impl core::fmt::Display for MapError {
         f.write_str(match self {
             MapError::OutOfMemory => "out of memory for page tables",
             MapError::BadRange => "address range cannot be identity mapped",
+            MapError::Ram => "address range overlaps RAM in the memory map",
+            MapError::NotReady => "page tables are not built yet",
         })
     }
 }
 
 /// The root table's physical address (0 until `init`).
 static PML4: Mutex<u64> = Mutex::new(0);
+/// The memory map `init` built the tables from, which `map_mmio` checks requests against.
+static BOOT: spin::Once<&'static BootInfo> = spin::Once::new();
 
 fn table(phys: u64) -> *mut u64 {
     phys as *mut u64
@@ -71,14 +80,8 @@ fn map_2m(pml4: u64, addr: u64, flags: u64) -> Result<(), MapError> {
     Ok(())
 }
 
-fn is_ram(boot: &BootInfo, start: u64, end: u64) -> bool {
-    boot.regions()
-        .iter()
-        .any(|r| r.kind != MemKind::Reserved && r.start < end && start < r.end)
-}
-
 /// Builds the tables and loads them on the boot core.
-pub fn init(boot: &BootInfo) {
+pub fn init(boot: &'static BootInfo) {
     let pml4 = super::alloc_frames(FRAME_SIZE, FRAME_SIZE).expect("no memory for page tables");
     // First 2 MiB with 4 KiB pages: page 0 absent, legacy VGA/ROM area uncached.
     let pt = super::alloc_frames(FRAME_SIZE, FRAME_SIZE).expect("no memory for page tables");
@@ -103,7 +106,7 @@ pub fn init(boot: &BootInfo) {
     let top = boot.top_of_ram().max(4 << 30).div_ceil(TWO_MIB) * TWO_MIB;
     let mut addr = TWO_MIB;
     while addr < top {
-        let cache = if is_ram(boot, addr, addr + TWO_MIB) {
+        let cache = if boot.overlaps_ram(addr, addr + TWO_MIB) {
             0
         } else {
             CACHE_DISABLE | WRITE_THROUGH
@@ -112,6 +115,7 @@ pub fn init(boot: &BootInfo) {
         addr += TWO_MIB;
     }
     *PML4.lock() = pml4;
+    BOOT.call_once(|| boot);
     load();
 }
 
@@ -130,14 +134,23 @@ pub fn root() -> u64 {
 }
 
 /// Identity-maps `[phys, phys + len)` uncached (for device registers) and returns the
-/// pointer to it. Ranges already mapped keep their mapping; RAM is never remapped uncached.
+/// pointer to it. Ranges already mapped keep their (uncached) mapping.
+///
+/// Refuses, with [`MapError::Ram`], a range whose 2 MiB pages overlap RAM-like memory in
+/// the memory map: those pages are write-back RAM that Rust code owns, so a pointer to
+/// them is not a register window.
 pub fn map_mmio(phys: u64, len: u64) -> Result<*mut u8, MapError> {
     let end = phys.checked_add(len).ok_or(MapError::BadRange)?;
     if end > 1 << 47 {
         return Err(MapError::BadRange);
     }
+    let boot = BOOT.get().ok_or(MapError::NotReady)?;
+    let first = phys & !(TWO_MIB - 1);
+    if boot.overlaps_ram(first, end.div_ceil(TWO_MIB) * TWO_MIB) {
+        return Err(MapError::Ram);
+    }
     let pml4 = *PML4.lock();
-    let mut addr = phys & !(TWO_MIB - 1);
+    let mut addr = first;
     while addr < end {
         map_2m(pml4, addr, CACHE_DISABLE | WRITE_THROUGH)?;
         addr += TWO_MIB;
