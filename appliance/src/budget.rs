@@ -4,7 +4,8 @@ use core::mem::size_of;
 
 use monitor::{Bucket, Chunk, FlowSlot, FragSlot};
 
-use crate::Settings;
+use crate::frags::{Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
+use crate::{Mode, Settings};
 
 /// Frames are allocated in pages: each table is rounded up to this.
 pub const PAGE: u64 = 4096;
@@ -19,15 +20,26 @@ pub const fn index_len(flows: usize) -> usize {
     n.next_power_of_two()
 }
 
+/// Frames staged for one transmit call per receive batch (inline).
+pub const STAGE_FRAMES: usize = 32;
+
 /// Bytes of one core's storage for a middlebox with per-flow state `F`: flow slots, index,
-/// chunk pool with its links, fragment table, each rounded up to whole pages.
+/// chunk pool with its links, fragment table and, inline, the transmit stage and the held
+/// IP fragments; each rounded up to whole pages.
 pub fn storage_bytes<F>(s: &Settings) -> u64 {
     let flows = (s.flows * size_of::<FlowSlot<F>>()) as u64;
     let index = (index_len(s.flows) * size_of::<Bucket>()) as u64;
     let chunks = (s.chunks * size_of::<Chunk>()) as u64;
     let links = (s.chunks * size_of::<u32>()) as u64;
     let frags = (s.frag_slots * size_of::<FragSlot>()) as u64;
-    pages(flows) + pages(index) + pages(chunks) + pages(links) + pages(frags)
+    let mut total = pages(flows) + pages(index) + pages(chunks) + pages(links) + pages(frags);
+    if s.mode == Mode::Inline {
+        let held = s.frag_slots * HELD_PER_SLOT;
+        total += pages((STAGE_FRAMES * HOLD_FRAME_MAX) as u64)
+            + pages((held * HOLD_FRAME_MAX) as u64)
+            + pages((held * size_of::<Held>()) as u64);
+    }
+    total
 }
 
 /// Whether `cores` cores' storage fits in `free` bytes, keeping `reserve` bytes back.
@@ -66,6 +78,13 @@ mod tests {
             assert!(storage_bytes::<()>(&more) > base);
         }
         assert!(storage_bytes::<[u8; 512]>(&s) > base);
+        let inline = Settings {
+            mode: Mode::Inline,
+            ..s
+        };
+        assert!(
+            storage_bytes::<()>(&inline) >= base + (s.frag_slots * HELD_PER_SLOT * 2048) as u64
+        );
     }
 
     #[test]

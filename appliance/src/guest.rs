@@ -28,6 +28,7 @@ use kernel::nic::{drivers_address, KernelHal};
 use kernel::{println, time, App, AppError, Core, Machine};
 use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storage, Verdict};
 
+use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::log::ring;
 use crate::{budget, Appliance, CoreInfo, Exit, Log, Mode, Program, Settings};
 
@@ -447,6 +448,8 @@ struct PathStats {
     tx_full: u64,
     injected: u64,
     inject_unrouted: u64,
+    frags_held: u64,
+    frags_unheld: u64,
     fwd_cycles: u64,
     fwd_frames: u64,
     busy_cycles: u64,
@@ -469,6 +472,8 @@ impl Macs {
     }
 }
 
+const _: () = assert!(budget::STAGE_FRAMES == RX_BATCH && RX_BATCH <= drivers::TX_BATCH);
+
 /// Forwarded frames bound for one port, copied out of the receive buffers (which live only
 /// inside `rx_batch`'s callback), so a whole receive batch leaves with one transmit call and
 /// one doorbell instead of one per frame.
@@ -488,8 +493,17 @@ impl Stage {
         }
     }
 
+    /// Stages `frame` for `tx` (sending what is staged first when the stage is full).
     #[inline]
-    fn push(&mut self, frame: &[u8], st: &mut PathStats) {
+    fn push<const N: usize>(
+        &mut self,
+        frame: &[u8],
+        tx: Option<&mut Option<Tx<N>>>,
+        st: &mut PathStats,
+    ) {
+        if self.n == self.bufs.len() {
+            self.flush(tx, st);
+        }
         match self.bufs.get_mut(self.n) {
             Some(b) if frame.len() <= b.len() => {
                 b[..frame.len()].copy_from_slice(frame);
@@ -606,7 +620,17 @@ where
         let start_ns = time::now_ns();
         let mut st = PathStats::default();
         let mut macs = Macs([[0; 6]; MAX_PORTS]);
-        let mut stage = Stage::new(if inline { RX_BATCH } else { 0 });
+        let mut stage = Stage::new(if inline { budget::STAGE_FRAMES } else { 0 });
+        // Inline: IP fragments wait here for their datagram's verdict.
+        let held_cap = if inline {
+            s.frag_slots * HELD_PER_SLOT
+        } else {
+            0
+        };
+        let mut hold = FragHold::new(
+            kernel::mem::alloc_slice(held_cap, || [0u8; HOLD_FRAME_MAX]),
+            kernel::mem::alloc_slice(held_cap, || Held::EMPTY),
+        );
         let period_ns = s.stats_period_s.saturating_mul(1_000_000_000);
         let mut next_stats = start_ns.saturating_add(period_ns);
         let mut frames_at_stats = 0u64;
@@ -624,20 +648,53 @@ where
                         let out = port ^ 1;
                         let k = rxq.rx_batch(|f, _| {
                             macs.learn(port, f);
-                            let v = mon.frame(f, now_us);
+                            let before = marks(mon.counters());
+                            let verdict = match mon.frame(f, now_us) {
+                                Verdict::Forward => Some(true),
+                                Verdict::Drop => Some(false),
+                                Verdict::Rewritten(b) => {
+                                    st.rewritten += 1;
+                                    stage.push(b, tx.get_mut(out), &mut st);
+                                    None
+                                }
+                            };
                             // The forwarding cost: verdict to frame queued on the pair port
                             // (staging copy here, transmit call below).
                             let c0 = kernel::arch::rdtsc();
-                            match v {
-                                Verdict::Forward => {
+                            if let Some(forward) = verdict {
+                                let fate = fate(before, marks(mon.counters()));
+                                let key = match fate {
+                                    Fate::Whole => None,
+                                    _ => frag_key(f),
+                                };
+                                let mut held = false;
+                                match (fate, key) {
+                                    (Fate::Held, Some(k)) => {
+                                        held = hold.hold(k, out, f, now_us);
+                                        if held {
+                                            st.frags_held += 1;
+                                        } else {
+                                            st.frags_unheld += 1;
+                                        }
+                                    }
+                                    (Fate::Completed, Some(k)) if forward => {
+                                        st.forwarded += hold.release(&k, |_, b| {
+                                            stage.push(b, tx.get_mut(out), &mut st)
+                                        })
+                                            as u64;
+                                    }
+                                    (Fate::Completed, Some(k)) => {
+                                        st.verdict_drops += hold.discard(&k) as u64;
+                                    }
+                                    _ => {}
+                                }
+                                if held {
+                                } else if forward {
                                     st.forwarded += 1;
-                                    stage.push(f, &mut st);
+                                    stage.push(f, tx.get_mut(out), &mut st);
+                                } else {
+                                    st.verdict_drops += 1;
                                 }
-                                Verdict::Rewritten(b) => {
-                                    st.rewritten += 1;
-                                    stage.push(b, &mut st);
-                                }
-                                Verdict::Drop => st.verdict_drops += 1,
                             }
                             st.fwd_cycles += kernel::arch::rdtsc().wrapping_sub(c0);
                             st.fwd_frames += 1;
@@ -663,6 +720,17 @@ where
             mon.end_batch();
             if inline {
                 send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);
+                if !hold.is_empty() {
+                    // Datagrams that never completed: forwarded once the monitor gave up.
+                    let timeout = s.monitor.frag_timeout_us;
+                    st.forwarded += hold.expire(now_us, timeout, |p, b| {
+                        if let Some(Some(t)) = tx.get_mut(p) {
+                            if t.tx_batch(&[b]) != 1 {
+                                st.tx_full += 1;
+                            }
+                        }
+                    }) as u64;
+                }
             }
             if got > 0 {
                 st.frames += got as u64;
@@ -715,6 +783,14 @@ where
         mon.close_all();
         if inline {
             send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);
+            // What is still held belongs to datagrams that never completed: forwarded.
+            st.forwarded += hold.expire(0, 0, |p, b| {
+                if let Some(Some(t)) = tx.get_mut(p) {
+                    if t.tx_batch(&[b]) != 1 {
+                        st.tx_full += 1;
+                    }
+                }
+            }) as u64;
         }
         mon.middlebox_mut().finish(&mut log);
         let c = mon.counters().clone();
@@ -732,7 +808,7 @@ where
         ));
         if inline {
             log.line(format_args!(
-                "appliance: core {} forwarded {} rewritten {} verdict_drops {} injected {} tx_full {} inject_unrouted {} forward_cycles/frame {} cycles/frame {} (TSC {} MHz)",
+                "appliance: core {} forwarded {} rewritten {} verdict_drops {} injected {} tx_full {} inject_unrouted {} fragments_held {} fragments_not_held {} forward_cycles/frame {} cycles/frame {} (TSC {} MHz)",
                 id,
                 st.forwarded,
                 st.rewritten,
@@ -740,6 +816,8 @@ where
                 st.injected,
                 st.tx_full,
                 st.inject_unrouted,
+                st.frags_held,
+                st.frags_unheld,
                 per(st.fwd_cycles, st.fwd_frames),
                 per(st.busy_cycles, st.frames),
                 hz / 1_000_000

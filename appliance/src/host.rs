@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use monitor::{DropReason, HostStorage, Monitor, Verdict};
 
 use crate::capture::Capture;
+use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::{Appliance, CoreInfo, Log, Mode, Program};
 
 /// What the command line asked for.
@@ -72,6 +73,10 @@ pub struct Report {
     pub dropped: u64,
     /// Frames the middlebox injected (inline).
     pub injected: u64,
+    /// IP fragments held until their datagram's verdict (inline).
+    pub held: u64,
+    /// IP fragments forwarded at once because the hold store was full (inline).
+    pub unheld: u64,
     /// Frames not monitored, by reason name (non-zero only).
     pub unmonitored: Vec<(&'static str, u64)>,
 }
@@ -142,42 +147,82 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
         .map_err(|e| format!("monitor configuration: {e}"))?;
     let mut rep = Report::default();
     let mut last_ts = 0;
+    let hold_cap = if inline {
+        s.frag_slots * HELD_PER_SLOT
+    } else {
+        0
+    };
+    let mut hold_frames = vec![[0u8; HOLD_FRAME_MAX]; hold_cap];
+    let mut hold_table = vec![Held::EMPTY; hold_cap];
+    let mut hold = FragHold::new(&mut hold_frames, &mut hold_table);
     let frames: Vec<(u64, &[u8])> = cap.frames().collect();
     for batch in frames.chunks(s.batch) {
         mon.begin_batch(batch[0].0);
         for &(ts, f) in batch {
             rep.frames += 1;
             last_ts = ts;
-            let v = mon.frame(f, ts);
-            if inline {
-                let sent = match v {
-                    Verdict::Forward => {
-                        rep.forwarded += 1;
-                        Some(f)
-                    }
-                    Verdict::Rewritten(b) => {
-                        rep.rewritten += 1;
-                        Some(b)
-                    }
-                    Verdict::Drop => {
-                        rep.dropped += 1;
-                        None
-                    }
-                };
-                if let (Some(o), Some(b)) = (out.as_mut(), sent) {
-                    o.frame(ts, b).map_err(werr)?;
-                }
-                emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+            if !inline {
+                let _ = mon.frame(f, ts);
+                continue;
             }
+            let before = marks(mon.counters());
+            let forward = match mon.frame(f, ts) {
+                Verdict::Forward => true,
+                Verdict::Drop => false,
+                Verdict::Rewritten(b) => {
+                    rep.rewritten += 1;
+                    put(&mut out, ts, b).map_err(werr)?;
+                    emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+                    continue;
+                }
+            };
+            let fate = fate(before, marks(mon.counters()));
+            let key = if fate == Fate::Whole {
+                None
+            } else {
+                frag_key(f)
+            };
+            match (fate, key) {
+                (Fate::Held, Some(k)) => {
+                    if hold.hold(k, 0, f, ts) {
+                        rep.held += 1;
+                        emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+                        continue;
+                    }
+                    rep.unheld += 1;
+                }
+                (Fate::Completed, Some(k)) if forward => {
+                    let mut res = Ok(());
+                    rep.forwarded += hold.release(&k, |_, b| {
+                        if res.is_ok() {
+                            res = put(&mut out, ts, b);
+                        }
+                    }) as u64;
+                    res.map_err(werr)?;
+                }
+                (Fate::Completed, Some(k)) => rep.dropped += hold.discard(&k) as u64,
+                _ => {}
+            }
+            if forward {
+                rep.forwarded += 1;
+                put(&mut out, ts, f).map_err(werr)?;
+            } else {
+                rep.dropped += 1;
+            }
+            emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
         }
         mon.end_batch();
         if inline {
             emit_injected(&mut mon, &mut out, last_ts, &mut rep).map_err(werr)?;
+            let timeout = cfg.frag_timeout_us;
+            expire_held(&mut hold, last_ts, timeout, &mut out, &mut rep).map_err(werr)?;
         }
     }
     mon.close_all();
     if inline {
         emit_injected(&mut mon, &mut out, last_ts, &mut rep).map_err(werr)?;
+        // Datagrams that never completed: forwarded, as the image does after the timeout.
+        expire_held(&mut hold, last_ts, 0, &mut out, &mut rep).map_err(werr)?;
     }
     let mut log = log;
     mon.middlebox_mut().finish(&mut log);
@@ -197,6 +242,33 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
 fn open_out(p: &Path) -> Result<PcapOut<std::io::BufWriter<std::fs::File>>, String> {
     let f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
     PcapOut::new(std::io::BufWriter::new(f)).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn put<W: Write>(out: &mut Option<PcapOut<W>>, ts: u64, frame: &[u8]) -> std::io::Result<()> {
+    match out {
+        Some(o) => o.frame(ts, frame),
+        None => Ok(()),
+    }
+}
+
+/// Forwards the fragments held for `timeout_us` or longer (their datagram never completed).
+fn expire_held<W: Write>(
+    hold: &mut FragHold<'_>,
+    now: u64,
+    timeout_us: u64,
+    out: &mut Option<PcapOut<W>>,
+    rep: &mut Report,
+) -> std::io::Result<()> {
+    if hold.is_empty() {
+        return Ok(());
+    }
+    let mut res = Ok(());
+    rep.forwarded += hold.expire(now, timeout_us, |_, b| {
+        if res.is_ok() {
+            res = put(out, now, b);
+        }
+    }) as u64;
+    res
 }
 
 fn emit_injected<M: monitor::Middlebox, W: Write>(
@@ -225,8 +297,8 @@ pub fn main<P: Program>() {
             let mut e = format!("{name}: {} frames", r.frames);
             if a.inline || P::SETTINGS.mode == Mode::Inline {
                 e += &format!(
-                    ", forwarded {} rewritten {} dropped {} injected {}",
-                    r.forwarded, r.rewritten, r.dropped, r.injected
+                    ", forwarded {} rewritten {} dropped {} injected {} fragments held {} not held {}",
+                    r.forwarded, r.rewritten, r.dropped, r.injected, r.held, r.unheld
                 );
             }
             for (why, n) in &r.unmonitored {
@@ -363,5 +435,129 @@ mod tests {
         assert!(run::<Prog>(&tap).unwrap_err().contains("--out"));
         let r = run::<Prog>(&Args { out: None, ..tap }).unwrap();
         assert_eq!((r.frames, r.dropped), (5, 0));
+    }
+
+    /// Forwards everything (subscribes to nothing).
+    struct Nothing;
+    impl Middlebox for Nothing {
+        type Flow = ();
+        fn on_event(&mut self, _: &mut Ctx<'_, '_, ()>, _: Event, _: Hook, _: Side) {}
+    }
+    impl Appliance for Nothing {
+        fn new(_: &CoreInfo) -> Self {
+            Nothing
+        }
+    }
+
+    /// Drops every TCP packet it sees.
+    struct DropAll;
+    impl Middlebox for DropAll {
+        type Flow = ();
+        fn init(&mut self, reg: &mut Registry) {
+            reg.subscribe(Event::PKT_IN, Hook::Any);
+        }
+        fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, _: Event, _: Hook, _: Side) {
+            let _ = cx.drop_packet();
+        }
+    }
+    impl Appliance for DropAll {
+        fn new(_: &CoreInfo) -> Self {
+            DropAll
+        }
+    }
+
+    const INLINE: Settings = Settings {
+        mode: Mode::Inline,
+        flows: 64,
+        chunks: 256,
+        frag_slots: 4,
+        ..Settings::DEFAULT
+    };
+    struct PassProg;
+    impl Program for PassProg {
+        type App = Nothing;
+        const SETTINGS: Settings = INLINE;
+    }
+    struct DropProg;
+    impl Program for DropProg {
+        type App = DropAll;
+        const SETTINGS: Settings = INLINE;
+    }
+
+    /// IPv4 fragments of `frame`'s datagram cut at the given payload offsets (multiples of 8).
+    fn fragments(frame: &[u8], id: u16, cuts: &[usize]) -> Vec<Vec<u8>> {
+        let payload = &frame[34..];
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(payload.len());
+        bounds
+            .windows(2)
+            .map(|w| {
+                let mut f = frame[..34].to_vec();
+                f[16..18].copy_from_slice(&((20 + w[1] - w[0]) as u16).to_be_bytes());
+                f[18..20].copy_from_slice(&id.to_be_bytes());
+                let more = if w[1] < payload.len() { 0x2000 } else { 0 };
+                f[20..22].copy_from_slice(&((w[0] / 8) as u16 | more).to_be_bytes());
+                f.extend_from_slice(&payload[w[0]..w[1]]);
+                f
+            })
+            .collect()
+    }
+
+    fn replay<P: Program>(dir: &Path, frames: &[Vec<u8>]) -> (Report, Vec<Vec<u8>>) {
+        let mut w = PcapOut::new(Vec::new()).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            w.frame(i as u64, f).unwrap();
+        }
+        let input = dir.join("frags.pcap");
+        std::fs::write(&input, w.finish().unwrap()).unwrap();
+        let out = dir.join("frags-out.pcap");
+        let args = Args {
+            capture: input,
+            inline: false,
+            out: Some(out.clone()),
+        };
+        let r = run::<P>(&args).unwrap();
+        let got = Capture::load(&out).unwrap();
+        (r, got.frames().map(|(_, f)| f.to_vec()).collect())
+    }
+
+    #[test]
+    fn fragments_wait_for_their_datagrams_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let syn = tcp(1000, 80, 1, 0x02, &[7u8; 36]);
+        let fr = fragments(&syn, 42, &[16, 40]);
+        assert_eq!(fr.len(), 3);
+        let other = vec![0xee; 60];
+        // Out of order, with a non-IP frame between; a second datagram never completes.
+        let lone = fragments(&tcp(2000, 80, 1, 0x02, &[9u8; 36]), 43, &[16])[0].clone();
+        let input = vec![
+            fr[1].clone(),
+            lone.clone(),
+            fr[0].clone(),
+            other.clone(),
+            fr[2].clone(),
+        ];
+
+        let (r, got) = replay::<PassProg>(dir.path(), &input);
+        // The non-IP frame leaves at once; the held fragments leave when the datagram
+        // completes, in arrival order; the incomplete datagram's fragment at the end.
+        assert_eq!(
+            got,
+            [
+                other.clone(),
+                fr[1].clone(),
+                fr[0].clone(),
+                fr[2].clone(),
+                lone
+            ]
+        );
+        assert_eq!((r.held, r.unheld, r.forwarded, r.dropped), (3, 0, 5, 0));
+
+        let (r, got) = replay::<DropProg>(dir.path(), &input[..]);
+        // Dropped datagram: all three fragments go; the incomplete one is forwarded at the end.
+        assert_eq!(got[0], other);
+        assert_eq!(got.len(), 2);
+        assert_eq!((r.held, r.dropped), (3, 3));
     }
 }

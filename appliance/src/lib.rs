@@ -30,6 +30,7 @@
 pub use monitor::*;
 
 pub mod budget;
+pub mod frags;
 mod log;
 mod settings;
 

@@ -117,9 +117,47 @@ fn tcp_endpoints(f: &[u8]) -> Option<(String, String)> {
     Some((gen::endpoint(src, sp), gen::endpoint(dst, dp)))
 }
 
-/// The key under which a frame's order must be kept: its TCP direction, or "other".
+/// The key under which a frame's order must be kept: an IPv4 fragment's datagram, a TCP
+/// direction, or "other".
 fn flow_key(f: &[u8]) -> String {
+    let v4_fragment = f.get(12..14) == Some(&[0x08, 0x00][..])
+        && f.get(20..22)
+            .is_some_and(|fo| fo[0] & 0x3f != 0 || fo[1] != 0);
+    if v4_fragment {
+        return format!("fragments of datagram {:02x?}", &f[18..20]);
+    }
     tcp_endpoints(f).map_or_else(|| "other".to_string(), |(s, d)| format!("{s} > {d}"))
+}
+
+/// A UDP datagram of 40 payload bytes as three IPv4 fragments (offsets 0, 16, 32 of the
+/// UDP datagram), in the order `order`.
+fn udp_fragments(id: u16, order: [usize; 3]) -> Vec<Vec<u8>> {
+    let mut udp = vec![0u8; 8];
+    udp[0..2].copy_from_slice(&5353u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&5353u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&48u16.to_be_bytes());
+    udp.extend((0..40).map(|i| (i as u16 + id) as u8));
+    let cuts = [(0usize, 16usize), (16, 32), (32, 48)];
+    order
+        .iter()
+        .map(|&k| {
+            let (a, b) = cuts[k];
+            let mut f = vec![2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 8, 0x08, 0x00];
+            let mut ip = vec![0u8; 20];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((20 + b - a) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&id.to_be_bytes());
+            let more = if b < 48 { 0x2000 } else { 0 };
+            ip[6..8].copy_from_slice(&((a / 8) as u16 | more).to_be_bytes());
+            ip[8] = 64;
+            ip[9] = 17;
+            ip[12..16].copy_from_slice(&[10, 9, 0, 1]);
+            ip[16..20].copy_from_slice(&[10, 9, 0, 2]);
+            f.extend(ip);
+            f.extend_from_slice(&udp[a..b]);
+            f
+        })
+        .collect()
 }
 
 /// Frames grouped by flow key, each group in order.
@@ -221,6 +259,17 @@ fn passthrough_forwards_both_ways(model: NicModel, cores: u32, window: Option<us
             plan.push((0, non_tcp(k, 0)));
             plan.push((1, non_tcp(k, 1)));
         }
+        // Fragmented datagrams, out of order: held until complete, then sent in arrival
+        // order (the runtime keeps fragments until their datagram's verdict).
+        if i % 300 == 150 {
+            let id = 0x4000 + i as u16;
+            for f in udp_fragments(id, [1, 0, 2]) {
+                plan.push((0, f));
+            }
+            for f in udp_fragments(id + 1, [2, 0, 1]) {
+                plan.push((1, f));
+            }
+        }
     }
     let sent_on = |p: usize| -> Vec<Vec<u8>> {
         plan.iter()
@@ -280,10 +329,23 @@ fn passthrough_forwards_both_ways(model: NicModel, cores: u32, window: Option<us
         &by_flow(&padded(&in1, min)),
         "port 1 -> port 0",
     );
+    let mut held = 0;
     for l in lines.iter().filter(|l| l.contains("forward_cycles/frame")) {
         eprintln!("{model:?}: {l}");
         assert!(l.contains(" tx_full 0 "), "{l}");
+        assert!(l.contains(" fragments_not_held 0 "), "{l}");
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let at = w.iter().position(|x| *x == "fragments_held").unwrap();
+        held += w[at + 1].parse::<u64>().unwrap();
     }
+    // Two of each datagram's three fragments waited for the third.
+    let datagrams = plan
+        .iter()
+        .filter(|(_, f)| flow_key(f).starts_with("frag"))
+        .count()
+        / 3;
+    assert!(datagrams > 0);
+    assert_eq!(held, 2 * datagrams as u64, "{report}");
 }
 
 #[test]
