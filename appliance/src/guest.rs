@@ -743,7 +743,7 @@ where
                 let c = mon.counters();
                 let secs = (s.stats_period_s).max(1);
                 log.line(format_args!(
-                    "appliance: stats core {} frames/s {} live {} pool {}/{} drops {} tx_full {} log_dropped {}",
+                    "appliance: stats core {} frames/s {} live {} pool {}/{} drops {} tx_full {} log {}/{} log_dropped {}",
                     id,
                     (st.frames - frames_at_stats) / secs,
                     mon.flow_count(),
@@ -751,6 +751,8 @@ where
                     s.chunks,
                     Drops(c),
                     st.tx_full,
+                    ring(id).used(),
+                    crate::LOG_RING_BYTES,
                     ring(id).dropped()
                 ));
                 frames_at_stats = st.frames;

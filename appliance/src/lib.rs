@@ -17,6 +17,39 @@
 //!
 //! It re-exports the whole monitor API (`use appliance::{Ctx, Event, Hook, Side, ...}`).
 //!
+//! # What the image does
+//!
+//! * **NICs**: every PCI function `drivers::nic::kind_of` knows (igb, ixgbe, virtio-net) is
+//!   opened; other network controllers are named on the console and left alone. Each port
+//!   gets one symmetric-RSS receive queue per core (igb/ixgbe: up to 16; virtio-net has one,
+//!   served by core 0, with 256 descriptors whatever `Settings::ring` says). Queue `q` of
+//!   every port belongs to core `q`; a core takes its handles once, before its loop.
+//! * **Memory**: `appliance: per-core storage N bytes x C cores = T of R free` at boot
+//!   ([`budget`]); settings that do not fit are refused (every core fails with the reason).
+//! * **Loop** (per core, nothing shared, no lock, no allocation, no printing): up to
+//!   `Settings::batch` frames from each of its queues form one monitor batch; timers and
+//!   idle sweeps run in `begin_batch`/`end_batch`.
+//! * **Inline** ([`Mode::Inline`]): port P's frames leave by port P^1 on the same core's
+//!   transmit queue: `Forward` sends the received bytes, `Rewritten` the new ones, `Drop`
+//!   nothing; frames the monitor does not follow (non-TCP, unparsable) are forwarded
+//!   untouched. A receive batch's frames are copied into a stage and leave with one transmit
+//!   call (the drivers copy into their own buffers anyway; this saves a doorbell per frame).
+//!   Injected frames leave by the port where their destination MAC was last seen as a
+//!   source (else the pair of the current frame's port). IP fragments wait for their
+//!   datagram's verdict ([`frags`]). A full transmit ring drops the frame, counted
+//!   (`tx_full`); receiving never waits. Each core's summary gives the forwarding cost
+//!   (`forward_cycles/frame`: staging copy plus its share of the transmit call) and the
+//!   whole path's (`cycles/frame`), in TSC cycles.
+//! * **Output**: [`Log`] lines go into the core's ring; a core that serves no queue drains
+//!   every ring, else each core drains one line whenever a poll found nothing, and all of
+//!   it at exit. Stats every `stats_period_s` (frames/s, live flows, pool and log
+//!   occupancy, drops by reason), a summary per core and each port's hardware counters at
+//!   the end; the image then exits through the kernel.
+//!
+//! Known limits: RSS hashes IP fragments on addresses only, so with several queues a
+//! flow's fragments may reach another core's monitor than its other packets; fragments
+//! held for their datagram can leave after later unfragmented frames of the same flow.
+//!
 //! **Owns**: NIC discovery and queue assignment, per-core monitor storage and the memory
 //! budget, the packet loop (receive, monitor, verdicts, transmit), the per-core log rings
 //! ([`Log`]) and their draining to the console, stats and summaries, the host runner and the

@@ -90,6 +90,47 @@ fn tap_mode_on_four_queues_prints_exactly_the_host_flows_lines() {
     assert_eq!(got, want, "console:\n{}", vm.report());
 }
 
+#[test]
+fn unsupported_nics_are_named_and_settings_that_do_not_fit_are_refused() {
+    // 64 MiB: flowmon's two cores want 2 x ~20 MiB of storage after the igb's 4096-entry
+    // rings took theirs.
+    let mut vm = boot(
+        Config::kernel(app_elf("flowmon"))
+            .with_cores(2)
+            .with_memory_mib(64)
+            .with_nic(NicModel::E1000e)
+            .with_nic(NicModel::Igb)
+            .with_timeout(timeout_for(Firmware::Direct)),
+    );
+    let e1000e = vm.expect_line("the e1000e named", |l| l.contains("8086:10d3"));
+    assert!(
+        e1000e.starts_with("appliance: pci ") && e1000e.contains("no driver for"),
+        "{e1000e}"
+    );
+    let budget = vm.expect_line("the budget line", |l| {
+        l.starts_with("appliance: per-core storage ")
+    });
+    let w: Vec<&str> = budget.split_whitespace().collect();
+    // appliance: per-core storage N bytes x C cores = T of R free
+    assert_eq!(
+        (w[4], w[5], w[7], w[8], w[10], w[12]),
+        ("bytes", "x", "cores", "=", "of", "free"),
+        "{budget}"
+    );
+    let (per, cores, total, free): (u64, u64, u64, u64) = (
+        w[3].parse().unwrap(),
+        w[6].parse().unwrap(),
+        w[9].parse().unwrap(),
+        w[11].parse().unwrap(),
+    );
+    assert_eq!((cores, per * cores), (2, total), "{budget}");
+    assert!(total > free, "{budget}");
+    vm.expect_line("the refusal", |l| {
+        l.starts_with("appliance: refused: the settings' per-core storage does not fit")
+    });
+    vm.expect_exit(ExitStatus::Failure);
+}
+
 /// Source and destination `IP:PORT` of a TCP frame (Ethernet, IPv4 or IPv6, no options
 /// beyond what the generator writes), or `None`.
 fn tcp_endpoints(f: &[u8]) -> Option<(String, String)> {
