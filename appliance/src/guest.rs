@@ -735,7 +735,9 @@ where
             if got > 0 {
                 st.frames += got as u64;
                 st.busy_cycles += kernel::arch::rdtsc().wrapping_sub(t0);
-                LAST_RX[id].0.store(now_ns, Ordering::Relaxed);
+                if let Some(l) = LAST_RX.get(id) {
+                    l.0.store(now_ns, Ordering::Relaxed);
+                }
             }
 
             // Outside the batch: stats, log, exit.
@@ -772,9 +774,11 @@ where
                         .map(|l| l.0.load(Ordering::Relaxed))
                         .max()
                         .unwrap_or(0);
-                    let idle = last != 0 && now_ns.saturating_sub(last) > idle_s * 1_000_000_000;
-                    let waited =
-                        last == 0 && now_ns.saturating_sub(start_ns) > wait_first_s * 1_000_000_000;
+                    let idle = last != 0
+                        && now_ns.saturating_sub(last) > idle_s.saturating_mul(1_000_000_000);
+                    let waited = last == 0
+                        && now_ns.saturating_sub(start_ns)
+                            > wait_first_s.saturating_mul(1_000_000_000);
                     if idle || waited {
                         break;
                     }
