@@ -117,6 +117,31 @@ impl LogRing {
         self.commit(w.pending, w.overflowed)
     }
 
+    /// Producer: text that may hold newlines; each newline publishes (or drops) the line
+    /// staged so far. `pending`/`overflowed` carry an unfinished line between calls.
+    pub fn write_text(&self, pending: &mut usize, overflowed: &mut bool, s: &str) {
+        let mut rest = s.as_bytes();
+        while !rest.is_empty() {
+            let (seg, nl) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            if !*overflowed {
+                match self.stage(*pending, seg) {
+                    Some(p) => *pending = p,
+                    None => *overflowed = true,
+                }
+            }
+            rest = &rest[seg.len()..];
+            if nl {
+                self.commit(*pending, *overflowed);
+                *pending = 0;
+                *overflowed = false;
+                rest = &rest[1..];
+            }
+        }
+    }
+
     /// Consumer: hands whole lines (without their newline) to `out` until at least
     /// `max_bytes` were drained or the ring is empty. Returns the bytes drained, 0 too when
     /// another consumer holds the ring (this never waits).
@@ -258,27 +283,7 @@ impl fmt::Write for Log {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         #[cfg(target_os = "none")]
         {
-            let r = ring(self.core);
-            let mut rest = s.as_bytes();
-            while !rest.is_empty() {
-                let (seg, nl) = match rest.iter().position(|&b| b == b'\n') {
-                    Some(i) => (&rest[..i], true),
-                    None => (rest, false),
-                };
-                if !self.overflowed {
-                    match r.stage(self.pending, seg) {
-                        Some(p) => self.pending = p,
-                        None => self.overflowed = true,
-                    }
-                }
-                rest = &rest[seg.len()..];
-                if nl {
-                    r.commit(self.pending, self.overflowed);
-                    self.pending = 0;
-                    self.overflowed = false;
-                    rest = &rest[1..];
-                }
-            }
+            ring(self.core).write_text(&mut self.pending, &mut self.overflowed, s);
             Ok(())
         }
         #[cfg(not(target_os = "none"))]
@@ -382,6 +387,21 @@ mod tests {
             assert_eq!(*line, format!("{i} {}", "z".repeat((*i % 97) as usize)));
         }
         assert_eq!(r.dropped() as usize + kept.len(), 20_000);
+    }
+
+    #[test]
+    fn text_with_newlines_commits_line_by_line() {
+        let r = LogRing::new();
+        let (mut p, mut o) = (0, false);
+        r.write_text(&mut p, &mut o, "one\ntw");
+        r.write_text(&mut p, &mut o, "o\n\nthree");
+        assert_eq!(drain_all(&r), ["one", "two", ""]);
+        assert_eq!(p, 5);
+        r.write_text(&mut p, &mut o, &"x".repeat(LINE_MAX));
+        assert!(o);
+        r.write_text(&mut p, &mut o, "\nfour\n");
+        assert_eq!(drain_all(&r), ["four"]);
+        assert_eq!((r.dropped(), r.lines()), (1, 4));
     }
 
     #[test]
