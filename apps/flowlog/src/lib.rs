@@ -234,3 +234,35 @@ impl<S: Sink> Middlebox for FlowLog<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::{String, ToString};
+
+    #[test]
+    fn pieces_format_as_the_schema_says() {
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        assert_eq!(Endpoint(v6, 443).to_string(), "[fd00::1]:443");
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(Endpoint(v4, 80).to_string(), "10.0.0.1:80");
+        assert_eq!(Hex(&[0x00, 0xab, 0x7f]).to_string(), "00ab7f");
+        let mut d = DirDigest::default();
+        d.add(0, b"ab");
+        d.add(5, b"c"); // a hole of 3 bytes
+        let dir = Dir::of(d);
+        assert_eq!(
+            dir.to_string(),
+            "{\"bytes\":3,\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\",\"gaps\":1}"
+        );
+    }
+
+    #[test]
+    fn a_closure_is_a_sink() {
+        let mut got = String::new();
+        let mut sink = |l: fmt::Arguments<'_>| got = l.to_string();
+        Sink::line(&mut sink, format_args!("x {}", 1));
+        assert_eq!(got, "x 1");
+    }
+}
