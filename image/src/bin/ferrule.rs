@@ -32,7 +32,7 @@ enum Command {
     Flows(image::host::cli::FlowsArgs),
     /// Benchmark the monitor against the parse floor, libnids and Suricata on generated captures.
     Bench(image::host::bench::BenchArgs),
-    /// Run a sample middlebox (midstat, simple_firewall, matcher) over a capture.
+    /// Run an app (on the appliance crate) or a sample middlebox over a capture on the host.
     Replay(image::host::replay::ReplayArgs),
 }
 
