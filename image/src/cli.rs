@@ -1,5 +1,5 @@
 //! Arguments and entry points of `cargo ferrule build | run | test`. The binary
-//! (`src/bin/ferrule.rs`) holds the one `enum Command` that lists every subcommand; each
+//! (`src/bin/cargo-ferrule.rs`) holds the one `enum Command` that lists every subcommand; each
 //! variant carries an `Args` struct from here (or from `host::cli`) and calls its `run_*`,
 //! which returns the process exit code.
 
@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use qemu::{Config, Firmware, Machine, NicModel, Qemu};
 
 use crate::build::{self, guest_target_dir, App, Verbosity, GUEST_TARGET};
+use crate::runner::AppCrate;
 use crate::{disk, image_path_for, setup, Error};
 
 /// `cargo ferrule build`: build an app into an ELF and a flashable disk image.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// App to build: a workspace package name or the path of an app crate [default: sysinfo].
+    /// App to build: a workspace package name or the path of an app crate [default: the app
+    /// crate of the current directory (one that depends on `appliance`), else sysinfo].
     #[arg(long)]
     pub app: Option<String>,
     /// Directory for the disk image [default: target/ferrule/images].
@@ -28,7 +30,8 @@ pub struct BuildArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// App to boot: a workspace package name or the path of an app crate. Without it, the
-    /// default appliance (`flowmon`) boots with an igb and a generated sample capture.
+    /// app crate of the current directory (one that depends on `appliance`), else the
+    /// default appliance (`flowmon`), boots with an igb and a generated sample capture.
     #[arg(long)]
     pub app: Option<String>,
     /// Number of CPU cores.
@@ -51,9 +54,10 @@ pub struct RunArgs {
     /// --nic, igb NICs are added up to the highest N named.
     #[arg(long = "pcap", value_name = "[N:]FILE")]
     pub pcaps: Vec<NicFile>,
-    /// Console text after which the --pcap files are injected.
-    #[arg(long, default_value = "cores online:")]
-    pub inject_after: String,
+    /// Console text after which the --pcap files are injected [default: `appliance: ready`
+    /// for apps on the appliance crate, `cores online:` for others].
+    #[arg(long)]
+    pub inject_after: Option<String>,
     /// [N:]FILE: save the frames the guest transmits on NIC N (default 0) to this pcap file
     /// at the end. Repeatable.
     #[arg(long = "capture", value_name = "[N:]FILE")]
@@ -162,8 +166,26 @@ pub struct TestArgs {
     pub cargo_args: Vec<String>,
 }
 
+#[cfg(test)]
 fn app_of(arg: &Option<String>) -> App {
     arg.as_deref().map(App::parse).unwrap_or_default()
+}
+
+/// The app crate (on `appliance`) the current directory is in, if any; said on stderr.
+fn app_here() -> Option<App> {
+    let dir = std::env::current_dir().ok()?;
+    let app = AppCrate::enclosing(&dir)?.as_app();
+    eprintln!("ferrule: app crate of this directory: {app}");
+    Some(app)
+}
+
+/// The console line after which injected traffic is sent, unless --inject-after says.
+pub fn ready_line(app: &App) -> &'static str {
+    match AppCrate::locate(app) {
+        Ok(c) if c.on_appliance => RUNTIME_READY,
+        _ if *app == App::Package(DEFAULT_APPLIANCE.into()) => APPLIANCE_READY,
+        _ => "cores online:",
+    }
 }
 
 fn human(bytes: u64) -> String {
@@ -203,7 +225,10 @@ pub fn build_all(app: &App, out_dir: Option<&Path>, v: Verbosity) -> Result<Buil
 
 /// `cargo ferrule build`.
 pub fn run_build(a: &BuildArgs) -> i32 {
-    let app = app_of(&a.app);
+    let app = match &a.app {
+        Some(s) => App::parse(s),
+        None => app_here().unwrap_or_default(),
+    };
     match build_all(&app, a.out.as_deref(), Verbosity::Show) {
         Ok(b) => {
             println!("app:        {app}");
@@ -232,8 +257,11 @@ pub fn run_build(a: &BuildArgs) -> i32 {
 
 /// The app `cargo ferrule run` boots without `--app`.
 pub const DEFAULT_APPLIANCE: &str = "flowmon";
-/// The console line after which the appliance polls its NIC.
+/// The console line after which the default appliance polls its NIC (before it ran on the
+/// appliance crate).
 pub const APPLIANCE_READY: &str = "flowmon: ready";
+/// The line the appliance runtime prints once every core polls its queues.
+pub const RUNTIME_READY: &str = "appliance: ready";
 
 /// Writes the default appliance's sample traffic (200 TCP connections, IPv4 and IPv6, some
 /// reordering) to `target/ferrule/sample.pcap` with its ground truth beside it.
@@ -270,15 +298,17 @@ pub fn run_run(a: &RunArgs) -> i32 {
             return fail(e);
         }
     }
-    // No --app: the default appliance, watching a generated sample capture.
-    let appliance = a.app.is_none();
-    let app = if appliance {
-        App::Package(DEFAULT_APPLIANCE.into())
-    } else {
-        app_of(&a.app)
+    // No --app: the app crate of this directory, or the default appliance, watching a
+    // generated sample capture.
+    let (app, sample) = match &a.app {
+        Some(s) => (App::parse(s), false),
+        None => (
+            app_here().unwrap_or_else(|| App::Package(DEFAULT_APPLIANCE.into())),
+            true,
+        ),
     };
     let mut pcaps = a.pcaps.clone();
-    if appliance && pcaps.is_empty() {
+    if sample && pcaps.is_empty() {
         match sample_capture() {
             Ok(path) => pcaps.push(NicFile { nic: 0, path }),
             Err(e) => return fail(e),
@@ -289,10 +319,10 @@ pub fn run_run(a: &RunArgs) -> i32 {
     } else {
         nics
     };
-    let inject_after = if appliance && a.inject_after == "cores online:" {
-        APPLIANCE_READY.to_string()
-    } else {
-        a.inject_after.clone()
+    let inject_after = match &a.inject_after {
+        Some(s) => s.clone(),
+        None if pcaps.is_empty() => String::new(),
+        None => ready_line(&app).to_string(),
     };
     let config = match a.firmware {
         Firmware::Direct => match build::build_app(&app, Verbosity::Show) {
@@ -699,6 +729,21 @@ mod tests {
             .unwrap_err()
             .starts_with("--pcap 2:a names NIC 2"));
         assert_eq!(nics_for_run(&[E1000e], &[], &[]), Ok(vec![E1000e]));
+    }
+
+    #[test]
+    fn traffic_waits_for_the_line_that_says_the_app_polls() {
+        assert_eq!(ready_line(&App::Package("sysinfo".into())), "cores online:");
+        assert_eq!(
+            ready_line(&App::Path("/no/such/app".into())),
+            "cores online:"
+        );
+        let r = RunArgs::from_args(["--inject-after", "go"]).unwrap();
+        assert_eq!(r.inject_after.as_deref(), Some("go"));
+        assert_eq!(
+            RunArgs::from_args(["--cores", "1"]).unwrap().inject_after,
+            None
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`disk::make_disk_image`]: ELF → hybrid BIOS + UEFI GRUB disk image for `dd`.
 //! - [`setup`]: installs the Rust target/components and QEMU, GRUB, OVMF ([`setup::APT_PACKAGES`]).
 //! - [`cli`]: the `build`, `run`, `test` and `new` subcommands of `cargo ferrule`.
+//! - [`new`]: `cargo ferrule new`, an app crate anywhere (template in `image/template/`).
 //! - [`runner`]: app crates on the `appliance` crate and their host runner (`replay`).
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod build;
 pub mod cli;
 pub mod disk;
 pub mod host;
+pub mod new;
 pub mod runner;
 pub mod setup;
 
