@@ -1,0 +1,608 @@
+//! The image side: [`Runtime`] is the `kernel::App` that [`crate::main!`] boots.
+//!
+//! `init` (boot core): finds every supported NIC (`drivers::nic::kind_of` over the PCI scan;
+//! other network controllers are named and left alone), opens each with one symmetric-RSS
+//! queue per core (capped by the NIC: virtio-net has one queue, served by core 0), waits for
+//! links, puts each core's queue handles in that core's slot, prints the memory budget and
+//! refuses (every core fails with the reason) when the settings do not fit.
+//!
+//! `run` (every core): a core takes its own slot once, before its loop (a non-blocking
+//! `try_lock` that only that core ever makes), builds its middlebox and `Monitor` on its own
+//! storage, then loops: receive up to `Settings::batch` frames from each of its queues into
+//! one monitor batch; inline, send each frame out of the paired port by its verdict and the
+//! injected frames out of the port of their destination. Nothing in that loop allocates,
+//! locks, prints or waits: callbacks and stats write to the core's log ring, drained to the
+//! console outside the batch loop by a core that serves no queue if there is one, else by
+//! each core when a poll found nothing (one line per empty poll), and fully at exit.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use drivers::nic::{self, AnyRx, AnyTx, Kind};
+use drivers::{NicRx, NicTx, RX_BATCH};
+use kernel::app::{PciFunction, MAX_CORES};
+use kernel::nic::{drivers_address, KernelHal};
+use kernel::{println, time, App, AppError, Core, Machine};
+use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storage, Verdict};
+
+use crate::log::ring;
+use crate::{budget, Appliance, CoreInfo, Exit, Log, Mode, Program, Settings};
+
+/// Most NIC ports the runtime drives.
+pub const MAX_PORTS: usize = 8;
+/// Bytes kept free beyond the monitors' storage (stacks, late allocations).
+pub const RESERVE_BYTES: u64 = 4 << 20;
+/// How long `init` waits for each link.
+const LINK_TIMEOUT_NS: u64 = 10_000_000_000;
+/// A serving core drains at most this many log bytes per empty poll when no core is free.
+const DRAIN_PER_IDLE_POLL: usize = 1;
+/// A free core drains up to this many bytes per ring per pass.
+const DRAIN_PER_PASS: usize = 4096;
+
+/// One core's queues: `(port, rx)` pairs and, inline, a transmit queue per port.
+pub struct CoreQueues<const N: usize> {
+    rx: heapless::Vec<(usize, AnyRx<N>), MAX_PORTS>,
+    tx: [Option<AnyTx<N>>; MAX_PORTS],
+}
+
+impl<const N: usize> CoreQueues<N> {
+    fn new() -> Self {
+        CoreQueues {
+            rx: heapless::Vec::new(),
+            tx: core::array::from_fn(|_| None),
+        }
+    }
+}
+
+/// Each core's time of its last received frame (ns since boot, 0 = none yet), on its own
+/// cache line: written only by that core, read by all for the idle exit.
+#[repr(align(64))]
+struct LastRx(AtomicU64);
+
+static LAST_RX: [LastRx; MAX_CORES] = [const { LastRx(AtomicU64::new(0)) }; MAX_CORES];
+/// Serving cores still in their loop.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Serving cores whose monitor is built.
+static READY: AtomicUsize = AtomicUsize::new(0);
+
+/// The runtime for program `P` with `N`-entry rings.
+pub struct Runtime<P: Program, const N: usize> {
+    machine: &'static Machine,
+    refused: Option<&'static str>,
+    ports: usize,
+    slots: &'static [spin::Mutex<Option<CoreQueues<N>>>],
+    serving: usize,
+    drainer: Option<usize>,
+    _p: core::marker::PhantomData<fn() -> P>,
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Igb => "igb",
+        Kind::Ixgbe => "ixgbe",
+        Kind::Virtio => "virtio-net",
+    }
+}
+
+fn max_queues(k: Kind) -> usize {
+    match k {
+        Kind::Virtio => 1,
+        Kind::Igb => drivers::igb::MAX_QUEUES,
+        Kind::Ixgbe => drivers::ixgbe::MAX_QUEUES,
+    }
+    .min(nic::MAX_QUEUES)
+}
+
+fn is_network_controller(f: &PciFunction) -> bool {
+    f.class >> 16 == 0x02
+}
+
+impl<P: Program, const N: usize> Runtime<P, N> {
+    fn settings() -> Settings {
+        P::SETTINGS
+    }
+
+    fn refuse(m: &'static Machine, why: &'static str) -> Self {
+        println!("appliance: refused: {}", why);
+        Runtime {
+            machine: m,
+            refused: Some(why),
+            ports: 0,
+            slots: &[],
+            serving: 0,
+            drainer: None,
+            _p: core::marker::PhantomData,
+        }
+    }
+}
+
+/// Per-flow state is created on the core that owns the flow; `Send` is what the kernel's
+/// allocator asks of anything it hands out.
+impl<P: Program, const N: usize> App for Runtime<P, N>
+where
+    <P::App as Middlebox>::Flow: Send,
+{
+    fn init(m: &'static Machine) -> Self {
+        let s = Self::settings();
+        let cores = m.cores.len();
+        if let Err(why) = s.check() {
+            return Self::refuse(m, why);
+        }
+        let inline = s.mode == Mode::Inline;
+        println!(
+            "appliance: {} mode, {} cores, per core {} flows {} chunks {} fragment slots, rings {}, batch {}",
+            if inline { "inline" } else { "tap" },
+            cores,
+            s.flows,
+            s.chunks,
+            s.frag_slots,
+            N,
+            s.batch
+        );
+
+        // Discovery.
+        let mut found: heapless::Vec<(PciFunction, Kind), MAX_PORTS> = heapless::Vec::new();
+        for f in m.pci {
+            match nic::kind_of(f.vendor, f.device_id) {
+                Some(k) if found.push((*f, k)).is_err() => println!(
+                    "appliance: {} ({}): more than {} ports; left alone",
+                    f,
+                    kind_name(k),
+                    MAX_PORTS
+                ),
+                Some(_) => {}
+                None if is_network_controller(f) => println!(
+                    "appliance: {} is a network controller Ferrule has no driver for \
+                     (supported: igb, ixgbe, virtio-net); left alone",
+                    f
+                ),
+                None => {}
+            }
+        }
+        if inline && found.len() % 2 == 1 {
+            if let Some((f, _)) = found.pop() {
+                println!(
+                    "appliance: {} has no pair port (inline pairs 0-1, 2-3, ...); left alone",
+                    f
+                );
+            }
+        }
+        if found.is_empty() {
+            return Self::refuse(
+                m,
+                "no supported NIC (igb, ixgbe, virtio-net) found; give the machine one",
+            );
+        }
+
+        // Queues per port: one per core, capped by the NIC; inline pairs use the smaller cap
+        // of the two so core q has receive and transmit queue q on both ports.
+        let mut queues: heapless::Vec<usize, MAX_PORTS> = heapless::Vec::new();
+        for (i, (_, k)) in found.iter().enumerate() {
+            let mut q = max_queues(*k).min(cores);
+            if inline {
+                if let Some((_, pk)) = found.get(i ^ 1) {
+                    q = q.min(max_queues(*pk));
+                }
+            }
+            let _ = queues.push(q.max(1));
+        }
+
+        let hal = KernelHal;
+        let slots: &'static mut [spin::Mutex<Option<CoreQueues<N>>>] =
+            kernel::mem::alloc_slice(cores, || spin::Mutex::new(Some(CoreQueues::new())));
+        let mut ports = 0usize;
+        for (i, (f, k)) in found.iter().enumerate() {
+            let q = queues[i];
+            let parts = match nic::open::<_, N>(&hal, drivers_address(f), q as u16) {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("appliance: {} ({}): {}", f, kind_name(*k), e);
+                    if inline {
+                        return Self::refuse(m, "an inline port did not open");
+                    }
+                    continue;
+                }
+            };
+            let port = ports;
+            match parts.ctl.wait_link(&hal, LINK_TIMEOUT_NS) {
+                Ok(l) => println!(
+                    "appliance: port {} {} {} link up {} Mb/s, {} queue{}{}",
+                    port,
+                    f,
+                    kind_name(*k),
+                    l.speed_mbps,
+                    q,
+                    if q == 1 { "" } else { "s" },
+                    if *k == Kind::Virtio && cores > 1 {
+                        " (virtio-net has one queue: served by core 0)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => println!(
+                    "appliance: port {} {} {}: link not up ({}); polling anyway",
+                    port,
+                    f,
+                    kind_name(*k),
+                    e
+                ),
+            }
+            for (qi, rx) in parts.rx.into_iter().enumerate() {
+                if let Some(mut slot) = slots.get(qi).and_then(|s| s.try_lock()) {
+                    if let Some(cq) = slot.as_mut() {
+                        let _ = cq.rx.push((port, rx));
+                    }
+                }
+            }
+            if inline {
+                for (qi, tx) in parts.tx.into_iter().enumerate() {
+                    if let Some(mut slot) = slots.get(qi).and_then(|s| s.try_lock()) {
+                        if let Some(cq) = slot.as_mut() {
+                            cq.tx[port] = Some(tx);
+                        }
+                    }
+                }
+            }
+            ports += 1;
+        }
+        if ports == 0 {
+            return Self::refuse(m, "no NIC could be opened");
+        }
+
+        // Budget.
+        let serving = slots
+            .iter()
+            .filter(|s| {
+                s.try_lock()
+                    .is_some_and(|g| g.as_ref().is_some_and(|c| !c.rx.is_empty()))
+            })
+            .count();
+        let per_core = budget::storage_bytes::<<P::App as Middlebox>::Flow>(&s);
+        let free = kernel::mem::free_bytes();
+        println!(
+            "appliance: per-core storage {} bytes x {} cores = {} of {} free",
+            per_core,
+            serving,
+            per_core.saturating_mul(serving as u64),
+            free
+        );
+        if !budget::fits(per_core, serving as u64, free, RESERVE_BYTES) {
+            return Self::refuse(
+                m,
+                "the settings' per-core storage does not fit in free memory: lower \
+                 Settings::flows or Settings::chunks, or give the machine more memory",
+            );
+        }
+        let drainer = (serving..cores).next();
+        match drainer {
+            Some(d) => println!("appliance: core {} drains the log rings", d),
+            None => println!("appliance: no free core: each core drains its log when idle"),
+        }
+        RUNNING.store(serving, Ordering::Release);
+        Runtime {
+            machine: m,
+            refused: None,
+            ports,
+            slots,
+            serving,
+            drainer,
+            _p: core::marker::PhantomData,
+        }
+    }
+
+    fn run(&self, core: &Core) -> Result<(), AppError> {
+        if let Some(why) = self.refused {
+            return Err(AppError(why));
+        }
+        // Queues are assigned to cores 0..serving, so a core's slot is its own.
+        let mine = self
+            .slots
+            .get(core.id)
+            .and_then(|s| s.try_lock())
+            .and_then(|mut g| g.take())
+            .filter(|q| !q.rx.is_empty());
+        match mine {
+            Some(q) => self.serve(core.id, q),
+            None if self.drainer == Some(core.id) => {
+                self.drain_until_done();
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Per-core packet-path counters of the runtime (the monitor keeps its own).
+#[derive(Default, Clone, Copy)]
+struct PathStats {
+    frames: u64,
+    forwarded: u64,
+    rewritten: u64,
+    verdict_drops: u64,
+    tx_full: u64,
+    injected: u64,
+    inject_unrouted: u64,
+    fwd_cycles: u64,
+    fwd_frames: u64,
+    busy_cycles: u64,
+}
+
+/// The last source MAC seen on each port, to send injected frames toward their destination.
+struct Macs([[u8; 6]; MAX_PORTS]);
+
+impl Macs {
+    #[inline]
+    fn learn(&mut self, port: usize, frame: &[u8]) {
+        if let (Some(m), Some(src)) = (self.0.get_mut(port), frame.get(6..12)) {
+            m.copy_from_slice(src);
+        }
+    }
+
+    fn port_of(&self, frame: &[u8]) -> Option<usize> {
+        let dst = frame.get(0..6)?;
+        self.0.iter().position(|m| m[..] == *dst && *m != [0; 6])
+    }
+}
+
+#[inline]
+fn send<const N: usize>(tx: &mut Option<AnyTx<N>>, bytes: &[u8], st: &mut PathStats) -> bool {
+    match tx {
+        Some(t) => {
+            let sent = t.tx_batch(&[bytes]) == 1;
+            if !sent {
+                st.tx_full += 1;
+            }
+            sent
+        }
+        None => {
+            st.tx_full += 1;
+            false
+        }
+    }
+}
+
+/// Routes the injected frames: toward the port where their destination MAC was last seen as
+/// a source, else out of `fallback` (the pair of the port the current frame came in on).
+fn send_injected<M: Middlebox, const N: usize>(
+    mon: &mut Monitor<'_, M>,
+    tx: &mut [Option<AnyTx<N>>; MAX_PORTS],
+    macs: &Macs,
+    fallback: Option<usize>,
+    st: &mut PathStats,
+) {
+    mon.drain_injected(|f| match macs.port_of(f).or(fallback) {
+        Some(p) => {
+            if let Some(t) = tx.get_mut(p) {
+                if send(t, f, st) {
+                    st.injected += 1;
+                }
+            }
+        }
+        None => st.inject_unrouted += 1,
+    });
+}
+
+struct Drops<'a>(&'a monitor::Counters);
+
+impl core::fmt::Display for Drops<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut any = false;
+        for r in DropReason::ALL {
+            let n = self.0.drop_count(r);
+            if n > 0 {
+                write!(f, "{}{}={}", if any { "," } else { "" }, r.name(), n)?;
+                any = true;
+            }
+        }
+        if !any {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+impl<P: Program, const N: usize> Runtime<P, N>
+where
+    <P::App as Middlebox>::Flow: Send,
+{
+    fn serve(&self, id: usize, mut q: CoreQueues<N>) -> Result<(), AppError> {
+        let s = Self::settings();
+        let inline = s.mode == Mode::Inline;
+        let storage = Storage {
+            flows: kernel::mem::alloc_slice(s.flows, || FlowSlot::EMPTY),
+            index: kernel::mem::alloc_slice(budget::index_len(s.flows), || Bucket::EMPTY),
+            chunks: kernel::mem::alloc_slice(s.chunks, || monitor::EMPTY_CHUNK),
+            links: kernel::mem::alloc_slice(s.chunks, || 0u32),
+            frags: kernel::mem::alloc_slice(s.frag_slots, || FragSlot::EMPTY),
+        };
+        let mut log = Log::for_core(id);
+        let info = CoreInfo {
+            id,
+            cores: self.serving,
+            log,
+        };
+        let mb = P::App::new(&info);
+        let mut mon = Monitor::new(mb, s.monitor_config(id), storage)
+            .map_err(|_| AppError("the monitor refused its storage"))?;
+        READY.fetch_add(1, Ordering::AcqRel);
+        if id == 0 {
+            let _ = time::wait_until(core::time::Duration::from_secs(10), || {
+                READY.load(Ordering::Acquire) >= self.serving
+            });
+            println!(
+                "appliance: ready, {} cores polling {} ports",
+                self.serving, self.ports
+            );
+        }
+        let own_drain = self.drainer.is_none();
+        let hz = self.machine.tsc_hz.max(1);
+        let start_ns = time::now_ns();
+        let mut st = PathStats::default();
+        let mut macs = Macs([[0; 6]; MAX_PORTS]);
+        let period_ns = s.stats_period_s.saturating_mul(1_000_000_000);
+        let mut next_stats = start_ns.saturating_add(period_ns);
+        let mut frames_at_stats = 0u64;
+        let CoreQueues { rx, tx } = &mut q;
+        loop {
+            let t0 = kernel::arch::rdtsc();
+            let now_ns = time::now_ns();
+            let now_us = now_ns / 1000;
+            mon.begin_batch(now_us);
+            let mut got = 0usize;
+            for (port, rxq) in rx.iter_mut() {
+                let port = *port;
+                loop {
+                    let k = if inline {
+                        let out = port ^ 1;
+                        rxq.rx_batch(|f, _| {
+                            macs.learn(port, f);
+                            let c0 = kernel::arch::rdtsc();
+                            let Some(t) = tx.get_mut(out) else { return };
+                            match mon.frame(f, now_us) {
+                                Verdict::Forward => {
+                                    if send(t, f, &mut st) {
+                                        st.forwarded += 1;
+                                    }
+                                }
+                                Verdict::Rewritten(b) => {
+                                    if send(t, b, &mut st) {
+                                        st.rewritten += 1;
+                                    }
+                                }
+                                Verdict::Drop => st.verdict_drops += 1,
+                            }
+                            st.fwd_cycles += kernel::arch::rdtsc().wrapping_sub(c0);
+                            st.fwd_frames += 1;
+                            send_injected(&mut mon, tx, &macs, Some(out), &mut st);
+                        })
+                    } else {
+                        rxq.rx_batch(|f, _| {
+                            let _ = mon.frame(f, now_us);
+                        })
+                    };
+                    got += k;
+                    if k < RX_BATCH || got >= s.batch {
+                        break;
+                    }
+                }
+            }
+            mon.end_batch();
+            if inline {
+                send_injected(&mut mon, tx, &macs, None, &mut st);
+            }
+            if got > 0 {
+                st.frames += got as u64;
+                st.busy_cycles += kernel::arch::rdtsc().wrapping_sub(t0);
+                LAST_RX[id].0.store(now_ns, Ordering::Relaxed);
+            }
+
+            // Outside the batch: stats, log, exit.
+            if period_ns > 0 && now_ns >= next_stats {
+                let c = mon.counters();
+                let secs = (s.stats_period_s).max(1);
+                log.line(format_args!(
+                    "appliance: stats core {} frames/s {} live {} pool {}/{} drops {} tx_full {} log_dropped {}",
+                    id,
+                    (st.frames - frames_at_stats) / secs,
+                    mon.flow_count(),
+                    s.chunks - mon.free_chunks(),
+                    s.chunks,
+                    Drops(c),
+                    st.tx_full,
+                    ring(id).dropped()
+                ));
+                frames_at_stats = st.frames;
+                next_stats = now_ns.saturating_add(period_ns);
+            }
+            if got == 0 {
+                if own_drain {
+                    ring(id).drain(DRAIN_PER_IDLE_POLL, |l| println!("{}", l));
+                }
+                if let Exit::Idle {
+                    wait_first_s,
+                    idle_s,
+                } = s.exit
+                {
+                    let last = LAST_RX[..self.slots.len().min(MAX_CORES)]
+                        .iter()
+                        .map(|l| l.0.load(Ordering::Relaxed))
+                        .max()
+                        .unwrap_or(0);
+                    let idle = last != 0 && now_ns.saturating_sub(last) > idle_s * 1_000_000_000;
+                    let waited =
+                        last == 0 && now_ns.saturating_sub(start_ns) > wait_first_s * 1_000_000_000;
+                    if idle || waited {
+                        break;
+                    }
+                }
+            }
+        }
+
+        mon.close_all();
+        if inline {
+            send_injected(&mut mon, tx, &macs, None, &mut st);
+        }
+        mon.middlebox_mut().finish(&mut log);
+        let c = mon.counters().clone();
+        let per = |cycles: u64, n: u64| cycles.checked_div(n).unwrap_or(0);
+        log.line(format_args!(
+            "appliance: core {} frames {} tcp {} flows {} dropped {} ({}) bytes_dropped {} pool_exhausted {}",
+            id,
+            st.frames,
+            c.tcp_packets,
+            c.flows_created,
+            c.total_dropped(),
+            Drops(&c),
+            c.bytes_dropped,
+            c.pool_exhausted
+        ));
+        if inline {
+            log.line(format_args!(
+                "appliance: core {} forwarded {} rewritten {} verdict_drops {} injected {} tx_full {} inject_unrouted {} forward_cycles/frame {} cycles/frame {} (TSC {} MHz)",
+                id,
+                st.forwarded,
+                st.rewritten,
+                st.verdict_drops,
+                st.injected,
+                st.tx_full,
+                st.inject_unrouted,
+                per(st.fwd_cycles, st.fwd_frames),
+                per(st.busy_cycles, st.frames),
+                hz / 1_000_000
+            ));
+        } else {
+            log.line(format_args!(
+                "appliance: core {} cycles/frame {} (TSC {} MHz)",
+                id,
+                per(st.busy_cycles, st.frames),
+                hz / 1_000_000
+            ));
+        }
+        // Flush this core's log (the drainer may hold the ring for a moment: retry).
+        let r = ring(id);
+        let dropped = r.dropped();
+        while r.used() > 0 {
+            r.drain(usize::MAX, |l| println!("{}", l));
+            core::hint::spin_loop();
+        }
+        println!("appliance: core {} log lines dropped {}", id, dropped);
+        RUNNING.fetch_sub(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The free core's loop: drain every serving core's ring until all have finished.
+    fn drain_until_done(&self) {
+        loop {
+            let done = RUNNING.load(Ordering::Acquire) == 0;
+            let mut any = 0;
+            for id in 0..self.serving {
+                any += ring(id).drain(DRAIN_PER_PASS, |l| println!("{}", l));
+            }
+            if done && any == 0 {
+                return;
+            }
+            if any == 0 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}

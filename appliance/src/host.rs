@@ -1,0 +1,367 @@
+//! The host runner: what [`crate::main!`] makes on a development machine, and what
+//! `cargo ferrule replay` runs.
+//!
+//! `APP CAPTURE [--inline] [--out OUT.pcap]`: loads the capture (pcap or pcapng), builds one
+//! core (`CoreInfo { id: 0, cores: 1 }`), feeds the monitor in batches of `Settings::batch`
+//! frames with the capture's timestamps, ends every open connection (`close_all`), then calls
+//! `finish`. The app's log lines go to stdout in order; run statistics go to stderr. Inline
+//! (by `--inline` or `Settings::mode`): verdicts are applied and the forwarded, rewritten and
+//! injected frames are written to `--out` (pcap, Ethernet, the received frame's timestamp).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use monitor::{DropReason, HostStorage, Monitor, Verdict};
+
+use crate::capture::Capture;
+use crate::{Appliance, CoreInfo, Log, Mode, Program};
+
+/// What the command line asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    /// The capture to replay.
+    pub capture: PathBuf,
+    /// Apply verdicts (also on when the app's settings say inline).
+    pub inline: bool,
+    /// Where forwarded frames go (inline only).
+    pub out: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: APP CAPTURE [--inline] [--out OUT.pcap]";
+
+impl Args {
+    /// Parses the arguments after the program name.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, String> {
+        let mut capture = None;
+        let mut inline = false;
+        let mut out = None;
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--inline" => inline = true,
+                "--out" => {
+                    out = Some(PathBuf::from(
+                        it.next()
+                            .ok_or_else(|| format!("--out needs a file; {USAGE}"))?,
+                    ))
+                }
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                s if s.starts_with('-') => return Err(format!("unknown option `{s}`; {USAGE}")),
+                _ if capture.is_some() => return Err(format!("one capture only; {USAGE}")),
+                _ => capture = Some(PathBuf::from(a)),
+            }
+        }
+        Ok(Args {
+            capture: capture.ok_or_else(|| format!("no capture given; {USAGE}"))?,
+            inline,
+            out,
+        })
+    }
+}
+
+/// What a replay did (printed on stderr by [`main`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Frames read from the capture.
+    pub frames: u64,
+    /// Frames forwarded unchanged (inline).
+    pub forwarded: u64,
+    /// Frames forwarded rewritten (inline).
+    pub rewritten: u64,
+    /// Frames dropped by verdict (inline).
+    pub dropped: u64,
+    /// Frames the middlebox injected (inline).
+    pub injected: u64,
+    /// Frames not monitored, by reason name (non-zero only).
+    pub unmonitored: Vec<(&'static str, u64)>,
+}
+
+/// A classic pcap writer (microsecond timestamps, Ethernet).
+pub struct PcapOut<W: Write> {
+    w: W,
+}
+
+impl<W: Write> PcapOut<W> {
+    /// Writes the file header.
+    pub fn new(mut w: W) -> std::io::Result<Self> {
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        w.write_all(&h)?;
+        Ok(PcapOut { w })
+    }
+
+    /// Appends one frame stamped `ts_us`.
+    pub fn frame(&mut self, ts_us: u64, frame: &[u8]) -> std::io::Result<()> {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        h[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        h[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.w.write_all(&h)?;
+        self.w.write_all(frame)
+    }
+
+    /// Flushes and returns the writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}
+
+/// Runs program `P` over `args.capture`. Log lines go to stdout.
+pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
+    let s = P::SETTINGS;
+    s.check()?;
+    let inline = args.inline || s.mode == Mode::Inline;
+    if args.out.is_some() && !inline {
+        return Err("--out needs inline mode (--inline)".into());
+    }
+    let cap = Capture::load(&args.capture).map_err(|e| e.to_string())?;
+    let mut out = match &args.out {
+        Some(p) => Some(open_out(p)?),
+        None => None,
+    };
+    let werr = |e: std::io::Error| format!("writing the output capture: {e}");
+    let mut storage: HostStorage<<P::App as monitor::Middlebox>::Flow> =
+        HostStorage::new(s.flows, s.chunks, s.frag_slots);
+    let mut cfg = s.monitor_config(0);
+    cfg.inline = inline;
+    let log = Log::for_core(0);
+    let mb = P::App::new(&CoreInfo {
+        id: 0,
+        cores: 1,
+        log,
+    });
+    let mut mon = Monitor::new(mb, cfg, storage.storage())
+        .map_err(|e| format!("monitor configuration: {e}"))?;
+    let mut rep = Report::default();
+    let mut last_ts = 0;
+    let frames: Vec<(u64, &[u8])> = cap.frames().collect();
+    for batch in frames.chunks(s.batch) {
+        mon.begin_batch(batch[0].0);
+        for &(ts, f) in batch {
+            rep.frames += 1;
+            last_ts = ts;
+            let v = mon.frame(f, ts);
+            if inline {
+                let sent = match v {
+                    Verdict::Forward => {
+                        rep.forwarded += 1;
+                        Some(f)
+                    }
+                    Verdict::Rewritten(b) => {
+                        rep.rewritten += 1;
+                        Some(b)
+                    }
+                    Verdict::Drop => {
+                        rep.dropped += 1;
+                        None
+                    }
+                };
+                if let (Some(o), Some(b)) = (out.as_mut(), sent) {
+                    o.frame(ts, b).map_err(werr)?;
+                }
+                emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+            }
+        }
+        mon.end_batch();
+        if inline {
+            emit_injected(&mut mon, &mut out, last_ts, &mut rep).map_err(werr)?;
+        }
+    }
+    mon.close_all();
+    if inline {
+        emit_injected(&mut mon, &mut out, last_ts, &mut rep).map_err(werr)?;
+    }
+    let mut log = log;
+    mon.middlebox_mut().finish(&mut log);
+    let _ = std::io::stdout().flush();
+    let c = mon.counters();
+    rep.unmonitored = DropReason::ALL
+        .iter()
+        .map(|r| (r.name(), c.drop_count(*r)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if let Some(o) = out {
+        o.finish().map_err(werr)?;
+    }
+    Ok(rep)
+}
+
+fn open_out(p: &Path) -> Result<PcapOut<std::io::BufWriter<std::fs::File>>, String> {
+    let f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    PcapOut::new(std::io::BufWriter::new(f)).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn emit_injected<M: monitor::Middlebox, W: Write>(
+    mon: &mut Monitor<'_, M>,
+    out: &mut Option<PcapOut<W>>,
+    ts: u64,
+    rep: &mut Report,
+) -> std::io::Result<()> {
+    let mut res = Ok(());
+    mon.drain_injected(|f| {
+        rep.injected += 1;
+        if let (Some(o), Ok(())) = (out.as_mut(), &res) {
+            res = o.frame(ts, f);
+        }
+    });
+    res
+}
+
+/// The host `main` of an app: parses `std::env::args`, runs, prints the report on stderr,
+/// exits 0 on success and 1 with the message on error.
+pub fn main<P: Program>() {
+    let name = std::env::args().next().unwrap_or_else(|| "app".into());
+    let res = Args::parse(std::env::args().skip(1)).and_then(|a| run::<P>(&a).map(|r| (a, r)));
+    match res {
+        Ok((a, r)) => {
+            let mut e = format!("{name}: {} frames", r.frames);
+            if a.inline || P::SETTINGS.mode == Mode::Inline {
+                e += &format!(
+                    ", forwarded {} rewritten {} dropped {} injected {}",
+                    r.forwarded, r.rewritten, r.dropped, r.injected
+                );
+            }
+            for (why, n) in &r.unmonitored {
+                e += &format!(", {why} {n}");
+            }
+            eprintln!("{e}");
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Ctx, Event, Hook, Middlebox, Registry, Settings, Side};
+
+    #[test]
+    fn arguments() {
+        let p = |v: &[&str]| Args::parse(v.iter().map(|s| s.to_string()));
+        assert_eq!(
+            p(&["c.pcap", "--inline", "--out", "o.pcap"]).unwrap(),
+            Args {
+                capture: "c.pcap".into(),
+                inline: true,
+                out: Some("o.pcap".into())
+            }
+        );
+        assert!(p(&[]).unwrap_err().contains("no capture"));
+        assert!(p(&["a", "b"]).unwrap_err().contains("one capture"));
+        assert!(p(&["a", "--out"]).unwrap_err().contains("--out needs"));
+        assert!(p(&["a", "--bogus"]).unwrap_err().contains("unknown option"));
+    }
+
+    /// Drops every TCP packet carrying payload; counts connections.
+    #[derive(Default)]
+    struct DropData {
+        ends: u64,
+    }
+
+    impl Middlebox for DropData {
+        type Flow = ();
+        fn init(&mut self, reg: &mut Registry) {
+            reg.subscribe(Event::PKT_IN, Hook::Any);
+            reg.subscribe(Event::CONN_END, Hook::Any);
+        }
+        fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, ev: Event, _: Hook, _: Side) {
+            if ev == Event::CONN_END {
+                self.ends += 1;
+            } else if cx.packet().is_some_and(|p| p.len() > 54 + 6) {
+                let _ = cx.drop_packet();
+            }
+        }
+    }
+
+    impl Appliance for DropData {
+        fn new(_: &CoreInfo) -> Self {
+            DropData::default()
+        }
+        fn finish(&mut self, log: &mut Log) {
+            log.line(format_args!("ends {}", self.ends));
+        }
+    }
+
+    struct Prog;
+    impl Program for Prog {
+        type App = DropData;
+        const SETTINGS: Settings = Settings {
+            flows: 64,
+            chunks: 256,
+            ..Settings::DEFAULT
+        };
+    }
+
+    fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12] = 0x08;
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        let tot = (40 + payload.len()) as u16;
+        ip[2..4].copy_from_slice(&tot.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        let t = &mut f[34..54];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&1000u16.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn inline_replay_applies_verdicts_and_writes_what_went_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = [
+            tcp(1000, 80, 1, 0x02, b""),
+            tcp(80, 1000, 7, 0x12, b""),
+            tcp(1000, 80, 2, 0x10, b""),
+            tcp(1000, 80, 2, 0x18, b"hello world"),
+            vec![0xff; 60], // not IP: forwarded untouched
+        ];
+        let mut w = PcapOut::new(Vec::new()).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            w.frame(i as u64, f).unwrap();
+        }
+        let input = dir.path().join("in.pcap");
+        std::fs::write(&input, w.finish().unwrap()).unwrap();
+        let out = dir.path().join("out.pcap");
+        let args = Args {
+            capture: input.clone(),
+            inline: true,
+            out: Some(out.clone()),
+        };
+        let r = run::<Prog>(&args).unwrap();
+        assert_eq!((r.frames, r.forwarded, r.dropped), (5, 4, 1));
+        assert_eq!(r.unmonitored, [("not_ip", 1)]);
+        let got = Capture::load(&out).unwrap();
+        let got: Vec<&[u8]> = got.frames().map(|(_, f)| f).collect();
+        let want: Vec<&[u8]> = [0, 1, 2, 4].iter().map(|&i| &frames[i][..]).collect();
+        assert_eq!(got, want);
+
+        // Tap mode refuses --out; without it, nothing is dropped.
+        let tap = Args {
+            inline: false,
+            ..args
+        };
+        assert!(run::<Prog>(&tap).unwrap_err().contains("--out"));
+        let r = run::<Prog>(&Args { out: None, ..tap }).unwrap();
+        assert_eq!((r.frames, r.dropped), (5, 0));
+    }
+}

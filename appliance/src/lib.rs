@@ -1,0 +1,112 @@
+//! The Ferrule appliance runtime: the one Ferrule dependency a middlebox app needs.
+//!
+//! An app is a bin crate with a [`Middlebox`] that also implements [`Appliance`] (how a core
+//! builds it) and a `const` [`Settings`]; its `main.rs` is
+//!
+//! ```ignore
+//! #![cfg_attr(target_os = "none", no_std, no_main)]
+//! appliance::main!(MyBox, SETTINGS);
+//! ```
+//!
+//! * Built for the guest (`x86_64-unknown-none`), [`main!`] makes the image: the runtime
+//!   (`guest`) finds every supported NIC, opens each with one symmetric-RSS queue per core,
+//!   builds one `Monitor` with its own storage on each core, owns the batch loop, timers,
+//!   periodic stats, the exit policy and, in [`Mode::Inline`], forwarding between paired ports.
+//! * Built for the host, [`main!`] makes a replay tool (`host`): `APP CAPTURE [--inline]
+//!   [--out OUT.pcap]` runs the same middlebox over a pcap/pcapng on one core.
+//!
+//! It re-exports the whole monitor API (`use appliance::{Ctx, Event, Hook, Side, ...}`).
+//!
+//! **Owns**: NIC discovery and queue assignment, per-core monitor storage and the memory
+//! budget, the packet loop (receive, monitor, verdicts, transmit), the per-core log rings
+//! ([`Log`]) and their draining to the console, stats and summaries, the host runner and the
+//! capture reader ([`capture`], host only).
+//! **Must not**: contain flow logic (that is `monitor`'s and the app's), touch hardware other
+//! than through `drivers` and `kernel`, use `unsafe`, or allocate, lock, print or wait on the
+//! packet path (callbacks write to the core's own log ring, which never waits).
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+pub use monitor::*;
+
+pub mod budget;
+mod log;
+mod settings;
+
+#[cfg(not(target_os = "none"))]
+pub mod capture;
+#[cfg(target_os = "none")]
+pub mod guest;
+#[cfg(not(target_os = "none"))]
+pub mod host;
+
+pub use log::{Log, LogRing, LINE_MAX, LOG_RING_BYTES};
+pub use settings::{Exit, Mode, Settings};
+
+/// What a core knows when its middlebox is built.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreInfo {
+    /// This core's id (0 is the boot core).
+    pub id: usize,
+    /// How many cores run a monitor (each builds its own middlebox).
+    pub cores: usize,
+    /// This core's log: lines written here reach the console (image) or stdout (host).
+    pub log: Log,
+}
+
+/// A middlebox the runtime can run: one instance per core, built on that core.
+pub trait Appliance: Middlebox + Sized {
+    /// Builds this core's middlebox, on that core.
+    fn new(core: &CoreInfo) -> Self;
+
+    /// After the run, once per core, after `Monitor::close_all` (print a summary). Default:
+    /// nothing.
+    fn finish(&mut self, log: &mut Log) {
+        let _ = log;
+    }
+}
+
+/// The app as [`main!`] declares it: its middlebox type and its settings. Implemented by the
+/// macro on a type of its own, so any middlebox type (even one from another crate) works.
+pub trait Program: 'static {
+    /// The middlebox.
+    type App: Appliance;
+    /// The app's settings.
+    const SETTINGS: Settings;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(target_os = "none")]
+    pub use kernel;
+}
+
+/// Declares an appliance app: `appliance::main!(MyBox, SETTINGS);` in the app's `main.rs`
+/// (which starts with `#![cfg_attr(target_os = "none", no_std, no_main)]`).
+///
+/// Guest: expands to `kernel::main!` with the runtime as the kernel app (the ring size
+/// `SETTINGS.ring` becomes the drivers' const generic). Host: expands to `fn main()`, the
+/// host runner over a capture.
+#[macro_export]
+macro_rules! main {
+    ($app:ty, $settings:expr) => {
+        /// The app as the runtime sees it.
+        #[doc(hidden)]
+        pub struct __FerruleProgram;
+
+        impl $crate::Program for __FerruleProgram {
+            type App = $app;
+            const SETTINGS: $crate::Settings = $settings;
+        }
+
+        #[cfg(target_os = "none")]
+        $crate::__private::kernel::main!(
+            $crate::guest::Runtime<__FerruleProgram, { <__FerruleProgram as $crate::Program>::SETTINGS.ring }>
+        );
+
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            $crate::host::main::<__FerruleProgram>()
+        }
+    };
+}
