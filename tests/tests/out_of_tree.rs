@@ -151,6 +151,23 @@ fn an_app_made_by_cargo_ferrule_new_outside_the_repository() {
         Some("oot-box: core 0: 24 connections")
     );
 
+    // Inline on the host: the app takes no action, so every frame comes out unchanged.
+    run_ok(
+        command("cargo", &bin, &app).args([
+            "ferrule", "replay", "t.pcap", "--inline", "--out", "fwd.pcap",
+        ]),
+        "cargo ferrule replay --inline",
+    );
+    let frames = |f: &str| -> Vec<Vec<u8>> {
+        qemu::read_frames(&app.join(f))
+            .unwrap()
+            .into_iter()
+            .map(|f| f.data)
+            .collect()
+    };
+    let sent = frames("t.pcap");
+    assert!(frames("fwd.pcap") == sent, "inline replay changed frames");
+
     // The image: ELF and disk image.
     let out = run_ok(
         command("cargo", &bin, &app).args(["ferrule", "build"]),
@@ -200,9 +217,9 @@ fn an_app_made_by_cargo_ferrule_new_outside_the_repository() {
         .filter(|l| l.starts_with("appliance: core ") && l.contains(" frames "))
         .filter_map(|l| l.split_whitespace().nth(4)?.parse::<u64>().ok())
         .sum();
-    let sent = qemu::read_frames(&app.join("t.pcap")).unwrap().len() as u64;
     assert_eq!(
-        frames, sent,
+        frames,
+        sent.len() as u64,
         "frames received by all cores; console:\n{console}"
     );
 }
