@@ -17,8 +17,12 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use drivers::nic::{self, AnyRx, AnyTx, Kind};
-use drivers::{NicRx, NicTx, RX_BATCH};
+use drivers::igb::{self, IgbConfig};
+use drivers::ixgbe::{self, IxgbeConfig};
+use drivers::nic::{self, AnyCtl, Kind};
+use drivers::ring::{AdvRxQueue, AdvTxQueue};
+use drivers::virtio::{self, VirtioRx, VirtioTx};
+use drivers::{Mmio, RX_BATCH};
 use kernel::app::{PciFunction, MAX_CORES};
 use kernel::nic::{drivers_address, KernelHal};
 use kernel::{println, time, App, AppError, Core, Machine};
@@ -38,10 +42,114 @@ const DRAIN_PER_IDLE_POLL: usize = 1;
 /// A free core drains up to this many bytes per ring per pass.
 const DRAIN_PER_PASS: usize = 4096;
 
+/// A receive queue. virtio-net's queue structs grow with the ring size, so they live in
+/// kernel memory and only a reference moves around (stacks are 64 KiB).
+pub enum Rx<const N: usize> {
+    /// igb or ixgbe.
+    Intel(AdvRxQueue<Mmio, N>),
+    /// virtio-net.
+    Virtio(&'static mut VirtioRx<Mmio, N>),
+}
+
+/// A transmit queue (see [`Rx`]).
+pub enum Tx<const N: usize> {
+    /// igb or ixgbe.
+    Intel(AdvTxQueue<Mmio, N>),
+    /// virtio-net.
+    Virtio(&'static mut VirtioTx<Mmio, N>),
+}
+
+impl<const N: usize> Rx<N> {
+    #[inline]
+    fn rx_batch<F: FnMut(&[u8], drivers::RxMeta)>(&mut self, f: F) -> usize {
+        match self {
+            Rx::Intel(q) => q.rx_batch(f),
+            Rx::Virtio(q) => q.rx_batch(f),
+        }
+    }
+}
+
+impl<const N: usize> Tx<N> {
+    #[inline]
+    fn tx_batch(&mut self, frames: &[&[u8]]) -> usize {
+        match self {
+            Tx::Intel(q) => q.tx_batch(frames),
+            Tx::Virtio(q) => q.tx_batch(frames),
+        }
+    }
+}
+
+/// Moves `v` into kernel memory (boot time only).
+fn boxed<T: Send + 'static>(v: T) -> Option<&'static mut T> {
+    let mut v = Some(v);
+    kernel::mem::alloc_slice(1, || v.take())
+        .first_mut()
+        .and_then(Option::as_mut)
+}
+
+type Opened<const N: usize> = (
+    AnyCtl,
+    heapless::Vec<Rx<N>, { nic::MAX_QUEUES }>,
+    heapless::Vec<Tx<N>, { nic::MAX_QUEUES }>,
+);
+
+/// Opens one port with `rxq` receive queues (symmetric RSS) and `txq` transmit queues
+/// (virtio-net: one of each, whatever is asked).
+fn open_port<const N: usize>(
+    hal: &KernelHal,
+    f: &PciFunction,
+    kind: Kind,
+    rxq: u16,
+    txq: u16,
+) -> drivers::Result<Opened<N>> {
+    let addr = drivers_address(f);
+    let mut rx = heapless::Vec::new();
+    let mut tx = heapless::Vec::new();
+    let ctl = match kind {
+        Kind::Igb => {
+            let cfg = IgbConfig {
+                tx_queues: txq,
+                ..IgbConfig::symmetric(rxq)
+            };
+            let p = igb::open::<_, N, N>(hal, addr, &cfg)?;
+            for q in p.rx {
+                let _ = rx.push(Rx::Intel(q));
+            }
+            for q in p.tx {
+                let _ = tx.push(Tx::Intel(q));
+            }
+            AnyCtl::Igb(p.ctl)
+        }
+        Kind::Ixgbe => {
+            let cfg = IxgbeConfig {
+                tx_queues: txq,
+                ..IxgbeConfig::symmetric(rxq)
+            };
+            let p = ixgbe::open::<_, N, N>(hal, addr, &cfg)?;
+            for q in p.rx {
+                let _ = rx.push(Rx::Intel(q));
+            }
+            for q in p.tx {
+                let _ = tx.push(Tx::Intel(q));
+            }
+            AnyCtl::Ixgbe(p.ctl)
+        }
+        Kind::Virtio => {
+            let p = virtio::open::<_, N>(hal, addr)?;
+            if let (Some(r), Some(t)) = (boxed(p.rx), boxed(p.tx)) {
+                let _ = rx.push(Rx::Virtio(r));
+                let _ = tx.push(Tx::Virtio(t));
+            }
+            AnyCtl::Virtio(p.ctl)
+        }
+    };
+    Ok((ctl, rx, tx))
+}
+
 /// One core's queues: `(port, rx)` pairs and, inline, a transmit queue per port.
 pub struct CoreQueues<const N: usize> {
-    rx: heapless::Vec<(usize, AnyRx<N>), MAX_PORTS>,
-    tx: [Option<AnyTx<N>>; MAX_PORTS],
+    rx: heapless::Vec<(usize, Rx<N>), MAX_PORTS>,
+    tx: [Option<Tx<N>>; MAX_PORTS],
 }
 
 impl<const N: usize> CoreQueues<N> {
@@ -69,6 +177,8 @@ pub struct Runtime<P: Program, const N: usize> {
     machine: &'static Machine,
     refused: Option<&'static str>,
     ports: usize,
+    /// The ports' control objects: used at the end of a run only (hardware counters).
+    ctls: spin::Mutex<heapless::Vec<AnyCtl, MAX_PORTS>>,
     slots: &'static [spin::Mutex<Option<CoreQueues<N>>>],
     serving: usize,
     drainer: Option<usize>,
@@ -107,6 +217,7 @@ impl<P: Program, const N: usize> Runtime<P, N> {
             machine: m,
             refused: Some(why),
             ports: 0,
+            ctls: spin::Mutex::new(heapless::Vec::new()),
             slots: &[],
             serving: 0,
             drainer: None,
@@ -190,12 +301,20 @@ where
         let slots: &'static mut [spin::Mutex<Option<CoreQueues<N>>>] =
             kernel::mem::alloc_slice(cores, || spin::Mutex::new(Some(CoreQueues::new())));
         let mut ports = 0usize;
+        let mut ctls: heapless::Vec<AnyCtl, MAX_PORTS> = heapless::Vec::new();
         for (i, (f, k)) in found.iter().enumerate() {
             let q = queues[i];
-            let parts = match nic::open::<_, N>(&hal, drivers_address(f), q as u16) {
+            let txq = if inline { q } else { 1 };
+            let (ctl, rxs, txs) = match open_port::<N>(&hal, f, *k, q as u16, txq as u16) {
                 Ok(p) => p,
                 Err(e) => {
-                    println!("appliance: {} ({}): {}", f, kind_name(*k), e);
+                    println!(
+                        "appliance: {} ({}) with {}-entry rings: {}",
+                        f,
+                        kind_name(*k),
+                        N,
+                        e
+                    );
                     if inline {
                         return Self::refuse(m, "an inline port did not open");
                     }
@@ -203,7 +322,7 @@ where
                 }
             };
             let port = ports;
-            match parts.ctl.wait_link(&hal, LINK_TIMEOUT_NS) {
+            match ctl.wait_link(&hal, LINK_TIMEOUT_NS) {
                 Ok(l) => println!(
                     "appliance: port {} {} {} link up {} Mb/s, {} queue{}{}",
                     port,
@@ -226,7 +345,7 @@ where
                     e
                 ),
             }
-            for (qi, rx) in parts.rx.into_iter().enumerate() {
+            for (qi, rx) in rxs.into_iter().enumerate() {
                 if let Some(mut slot) = slots.get(qi).and_then(|s| s.try_lock()) {
                     if let Some(cq) = slot.as_mut() {
                         let _ = cq.rx.push((port, rx));
@@ -234,7 +353,7 @@ where
                 }
             }
             if inline {
-                for (qi, tx) in parts.tx.into_iter().enumerate() {
+                for (qi, tx) in txs.into_iter().enumerate() {
                     if let Some(mut slot) = slots.get(qi).and_then(|s| s.try_lock()) {
                         if let Some(cq) = slot.as_mut() {
                             cq.tx[port] = Some(tx);
@@ -242,6 +361,7 @@ where
                     }
                 }
             }
+            let _ = ctls.push(ctl);
             ports += 1;
         }
         if ports == 0 {
@@ -282,6 +402,7 @@ where
             machine: m,
             refused: None,
             ports,
+            ctls: spin::Mutex::new(ctls),
             slots,
             serving,
             drainer,
@@ -344,7 +465,7 @@ impl Macs {
 }
 
 #[inline]
-fn send<const N: usize>(tx: &mut Option<AnyTx<N>>, bytes: &[u8], st: &mut PathStats) -> bool {
+fn send<const N: usize>(tx: &mut Option<Tx<N>>, bytes: &[u8], st: &mut PathStats) -> bool {
     match tx {
         Some(t) => {
             let sent = t.tx_batch(&[bytes]) == 1;
@@ -364,7 +485,7 @@ fn send<const N: usize>(tx: &mut Option<AnyTx<N>>, bytes: &[u8], st: &mut PathSt
 /// a source, else out of `fallback` (the pair of the port the current frame came in on).
 fn send_injected<M: Middlebox, const N: usize>(
     mon: &mut Monitor<'_, M>,
-    tx: &mut [Option<AnyTx<N>>; MAX_PORTS],
+    tx: &mut [Option<Tx<N>>; MAX_PORTS],
     macs: &Macs,
     fallback: Option<usize>,
     st: &mut PathStats,
@@ -585,6 +706,17 @@ where
             core::hint::spin_loop();
         }
         println!("appliance: core {} log lines dropped {}", id, dropped);
+        if id == 0 {
+            // Every core is idle or done by now; the hardware's own counters tell what the
+            // NIC could not deliver (e.g. a full ring).
+            for (port, ctl) in self.ctls.lock().iter_mut().enumerate() {
+                let (packets, dropped) = ctl.update_stats();
+                println!(
+                    "appliance: port {} nic rx_packets {} dropped {}",
+                    port, packets, dropped
+                );
+            }
+        }
         RUNNING.fetch_sub(1, Ordering::AcqRel);
         Ok(())
     }

@@ -92,7 +92,7 @@ macro_rules! main {
     ($app:ty, $settings:expr) => {
         /// The app as the runtime sees it.
         #[doc(hidden)]
-        pub struct __FerruleProgram;
+        struct __FerruleProgram;
 
         impl $crate::Program for __FerruleProgram {
             type App = $app;

@@ -1,11 +1,12 @@
 //! End to end: the default appliance (`apps/flowmon`) boots with an igb and two cores, the
-//! host injects a generated capture, and every connection the guest reports must match the
-//! generator's ground truth (endpoints, bytes per direction, final states), with every frame
-//! received.
+//! host injects a generated capture, and every connection the guest reports (one JSON line,
+//! the schema of `cargo ferrule flows`) must match the generator's ground truth (endpoints,
+//! bytes per direction, final states), with every frame received.
 
 use std::collections::HashMap;
 
 use image::host::gen::{self, GenConfig};
+use image::host::json::FlowLine;
 use qemu::{Config, ExitStatus, Firmware, NicModel};
 use tests::{app_elf, boot, timeout_for};
 
@@ -31,7 +32,7 @@ fn flowmon_reports_every_connection_of_an_injected_capture() {
             .with_nic(NicModel::Igb)
             .with_timeout(timeout_for(Firmware::Direct) * 2),
     );
-    vm.expect_line("`flowmon: ready`", |l| l.starts_with("flowmon: ready"));
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
     let sent = vm.nic(0).send_pcap(&pcap).expect("inject the capture");
     assert_eq!(sent as u64, stats.packets);
     vm.expect_exit(ExitStatus::Success);
@@ -39,8 +40,11 @@ fn flowmon_reports_every_connection_of_an_injected_capture() {
 
     let frames: u64 = lines
         .iter()
-        .filter_map(|l| l.strip_prefix("flowmon: core "))
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .filter_map(|l| l.strip_prefix("appliance: core "))
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "frames", n, ..] => n.parse::<u64>().ok(),
+            _ => None,
+        })
         .sum();
     assert_eq!(
         frames,
@@ -49,18 +53,11 @@ fn flowmon_reports_every_connection_of_an_injected_capture() {
         vm.report()
     );
 
-    // flow core C CLIENT -> SERVER c2s N s2c M holes H client STATE server STATE
     let mut got = HashMap::new();
-    for l in lines.iter().filter(|l| l.starts_with("flow core ")) {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        assert_eq!(w.len(), 16, "{l}");
-        let key = (w[3].to_string(), w[5].to_string());
-        let val = (
-            w[7].parse::<u64>().unwrap(),
-            w[9].parse::<u64>().unwrap(),
-            w[13].to_string(),
-            w[15].to_string(),
-        );
+    for l in lines.iter().filter(|l| l.starts_with("{\"client\"")) {
+        let f: FlowLine = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        let key = (f.client.clone(), f.server.clone());
+        let val = (f.c2s.bytes, f.s2c.bytes, f.client_state, f.server_state);
         assert!(
             got.insert(key, val).is_none(),
             "connection reported twice: {l}"
