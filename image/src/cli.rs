@@ -183,7 +183,6 @@ fn app_here() -> Option<App> {
 pub fn ready_line(app: &App) -> &'static str {
     match AppCrate::locate(app) {
         Ok(c) if c.on_appliance => RUNTIME_READY,
-        _ if *app == App::Package(DEFAULT_APPLIANCE.into()) => APPLIANCE_READY,
         _ => "cores online:",
     }
 }
@@ -257,9 +256,6 @@ pub fn run_build(a: &BuildArgs) -> i32 {
 
 /// The app `cargo ferrule run` boots without `--app`.
 pub const DEFAULT_APPLIANCE: &str = "flowmon";
-/// The console line after which the default appliance polls its NIC (before it ran on the
-/// appliance crate).
-pub const APPLIANCE_READY: &str = "flowmon: ready";
 /// The line the appliance runtime prints once every core polls its queues.
 pub const RUNTIME_READY: &str = "appliance: ready";
 
@@ -734,6 +730,10 @@ mod tests {
     #[test]
     fn traffic_waits_for_the_line_that_says_the_app_polls() {
         assert_eq!(ready_line(&App::Package("sysinfo".into())), "cores online:");
+        assert_eq!(
+            ready_line(&App::Package(DEFAULT_APPLIANCE.into())),
+            "appliance: ready"
+        );
         assert_eq!(
             ready_line(&App::Path("/no/such/app".into())),
             "cores online:"
