@@ -166,6 +166,20 @@ pub struct TestArgs {
     pub cargo_args: Vec<String>,
 }
 
+/// Why the Ferrule checkout this tool was built from cannot serve builds, if it cannot (an
+/// installed tool whose checkout was moved or deleted).
+pub fn checkout_problem() -> Option<String> {
+    let root = build::workspace_root();
+    let needed = ["Cargo.toml", "kernel/linker.ld", "appliance/Cargo.toml"];
+    needed.iter().find(|f| !root.join(f).is_file()).map(|f| {
+        format!(
+            "{} is missing: the Ferrule checkout this tool was built from ({}) is gone or moved; reinstall the tool from a checkout with `cargo install --locked --path CHECKOUT/image`",
+            root.join(f).display(),
+            root.display()
+        )
+    })
+}
+
 #[cfg(test)]
 fn app_of(arg: &Option<String>) -> App {
     arg.as_deref().map(App::parse).unwrap_or_default()
@@ -765,6 +779,11 @@ mod tests {
             use clap::Parser;
             Wrap::try_parse_from(a)
         }
+    }
+
+    #[test]
+    fn this_checkout_serves_builds() {
+        assert_eq!(checkout_problem(), None);
     }
 
     #[test]

@@ -54,7 +54,16 @@ fn arguments() -> Vec<std::ffi::OsString> {
 }
 
 fn main() {
-    let code = match Cli::parse_from(arguments()).command {
+    let command = Cli::parse_from(arguments()).command;
+    let needs_checkout = !matches!(
+        command,
+        Command::Gen(_) | Command::Flows(_) | Command::Bench(_)
+    );
+    if let Some(problem) = needs_checkout.then(cli::checkout_problem).flatten() {
+        eprintln!("error: {problem}");
+        std::process::exit(1);
+    }
+    let code = match command {
         Command::Build(a) => cli::run_build(&a),
         Command::Run(a) => cli::run_run(&a),
         Command::Test(a) => cli::run_test(&a),
