@@ -131,6 +131,16 @@ pub fn name_for(dir: &Path, name: Option<&str>) -> Result<String, String> {
         .ok_or_else(|| format!("{} has no usable name; give --name", dir.display()))
 }
 
+/// Whether this tool runs from an install (not from the checkout's `target/`, as through
+/// the in-repo alias).
+fn installed() -> bool {
+    let target = crate::build::workspace_root().join("target");
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| std::fs::canonicalize(e).ok())
+        .is_some_and(|e| !e.starts_with(std::fs::canonicalize(&target).unwrap_or(target)))
+}
+
 /// `cargo ferrule new`.
 pub fn run_new(a: &NewArgs) -> i32 {
     let ferrule = crate::build::workspace_root();
@@ -148,6 +158,12 @@ pub fn run_new(a: &NewArgs) -> i32 {
                 "It builds against the Ferrule checkout {}.",
                 ferrule.display()
             );
+            if !installed() {
+                println!(
+                    "`cargo ferrule` outside the checkout needs the tool installed: cargo install --locked --path {}",
+                    ferrule.join("image").display()
+                );
+            }
             println!("Next, in {}:", a.dir.display());
             println!(
                 "  cargo test                               # host test over a generated capture"

@@ -34,6 +34,11 @@ fn the_subcommand_name_cargo_passes_is_skipped() {
             "{stdout}"
         );
         assert!(tmp.path().join(dir).join("src/main.rs").is_file());
+        // Run from the checkout's target/, not installed: it says how to install.
+        assert!(
+            stdout.contains("`cargo ferrule` outside the checkout needs the tool installed: cargo install --locked --path "),
+            "{stdout}"
+        );
     }
     let help = tool().args(["ferrule", "--help"]).output().unwrap();
     assert!(help.status.success());

@@ -87,6 +87,10 @@ fn an_app_made_by_cargo_ferrule_new_outside_the_repository() {
     );
     let app = outside.join("oot-box");
     assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("needs the tool installed"),
+        "the installed tool knows it is installed"
+    );
+    assert!(
         String::from_utf8_lossy(&out.stdout).starts_with(
             "created app `oot-box` in oot-box:
   oot-box/Cargo.toml
