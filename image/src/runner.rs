@@ -378,6 +378,73 @@ not json at all
         assert_eq!(AppCrate::enclosing(dir.path()), None);
     }
 
+    /// A crate outside the workspace on a stand-in `appliance` (an empty lib), so the build
+    /// is quick; `main` is what the test gives.
+    fn crate_at(dir: &Path, main: &str) -> PathBuf {
+        let write = |p: PathBuf, t: &str| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        write(
+            dir.join("appliance/Cargo.toml"),
+            "[package]\nname = \"appliance\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        );
+        write(dir.join("appliance/src/lib.rs"), "");
+        let app = dir.join("broken");
+        write(
+            app.join("Cargo.toml"),
+            "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nappliance = { path = \"../appliance\" }\n\n[workspace]\n",
+        );
+        write(app.join("src/main.rs"), main);
+        // The checkout's toolchain, not whatever the machine's default is (maybe none).
+        std::fs::copy(
+            build::workspace_root().join("rust-toolchain.toml"),
+            app.join("rust-toolchain.toml"),
+        )
+        .unwrap();
+        app
+    }
+
+    #[test]
+    fn a_crate_that_does_not_build_or_a_missing_capture_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate_at(tmp.path(), "compile_error!(\"not yet\");\nfn main() {}\n");
+        let app = AppCrate::locate(&App::Path(dir.clone())).unwrap();
+        assert!(app.on_appliance && !app.in_workspace);
+        assert_eq!(
+            (app.package.as_str(), app.bin.as_str()),
+            ("broken", "broken")
+        );
+        assert_eq!(app.as_app(), App::Path(dir.clone()));
+        assert_eq!(AppCrate::enclosing(&dir.join("src")), Some(app.clone()));
+        let cap = tmp.path().join("c.pcap");
+        let e = replay_app(&app, &cap, false, None).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: no such capture file", cap.display()));
+        std::fs::write(&cap, b"").unwrap();
+        let e = replay_app(&app, &cap, false, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "building the host runner of `broken` failed (cargo's errors above)"
+        );
+    }
+
+    #[test]
+    fn the_runner_gets_the_capture_and_flags_and_its_exit_code_comes_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate_at(
+            tmp.path(),
+            "fn main() {\n    let a: Vec<String> = std::env::args().skip(1).collect();\n    std::process::exit(if a[1..] == [\"--inline\", \"--out\", \"o.pcap\"] && a[0].ends_with(\"c.pcap\") { 7 } else { 3 });\n}\n",
+        );
+        let app = AppCrate::locate(&App::Path(dir)).unwrap();
+        let cap = tmp.path().join("c.pcap");
+        std::fs::write(&cap, b"").unwrap();
+        assert_eq!(
+            replay_app(&app, &cap, true, Some(Path::new("o.pcap"))).unwrap(),
+            7
+        );
+        assert_eq!(replay_app(&app, &cap, false, None).unwrap(), 3);
+    }
+
     #[test]
     fn host_builds_keep_workspace_packages_out_of_target() {
         let a = AppCrate {

@@ -80,9 +80,18 @@ fn an_app_made_by_cargo_ferrule_new_outside_the_repository() {
     );
     assert!(bin.join("cargo-ferrule").is_file());
 
-    // cargo ferrule new, in a directory outside the repository.
+    // cargo ferrule new, in a directory outside the repository (with the checkout's
+    // toolchain: the machine may have no default one; the new crate pins its own).
+    let toolchain = std::fs::read_to_string(ws.join("rust-toolchain.toml")).unwrap();
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .map(|c| c.trim_matches('"').to_string())
+        .expect("rust-toolchain.toml names a channel");
     let out = run_ok(
-        command("cargo", &bin, &outside).args(["ferrule", "new", "oot-box"]),
+        command("cargo", &bin, &outside)
+            .env("RUSTUP_TOOLCHAIN", &channel)
+            .args(["ferrule", "new", "oot-box"]),
         "cargo ferrule new oot-box",
     );
     let app = outside.join("oot-box");
