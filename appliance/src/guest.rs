@@ -469,41 +469,83 @@ impl Macs {
     }
 }
 
-#[inline]
-fn send<const N: usize>(tx: &mut Option<Tx<N>>, bytes: &[u8], st: &mut PathStats) -> bool {
-    match tx {
-        Some(t) => {
-            let sent = t.tx_batch(&[bytes]) == 1;
-            if !sent {
-                st.tx_full += 1;
+/// Forwarded frames bound for one port, copied out of the receive buffers (which live only
+/// inside `rx_batch`'s callback), so a whole receive batch leaves with one transmit call and
+/// one doorbell instead of one per frame.
+struct Stage {
+    bufs: &'static mut [[u8; drivers::BUF_SIZE]],
+    lens: [usize; RX_BATCH],
+    n: usize,
+}
+
+impl Stage {
+    /// Room for `frames` frames (a receive batch inline, none in tap mode).
+    fn new(frames: usize) -> Stage {
+        Stage {
+            bufs: kernel::mem::alloc_slice(frames.min(RX_BATCH), || [0u8; drivers::BUF_SIZE]),
+            lens: [0; RX_BATCH],
+            n: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, frame: &[u8], st: &mut PathStats) {
+        match self.bufs.get_mut(self.n) {
+            Some(b) if frame.len() <= b.len() => {
+                b[..frame.len()].copy_from_slice(frame);
+                self.lens[self.n] = frame.len();
+                self.n += 1;
             }
-            sent
+            _ => st.tx_full += 1,
         }
-        None => {
-            st.tx_full += 1;
-            false
+    }
+
+    /// Queues the staged frames on `tx`; what does not fit is counted and dropped.
+    #[inline]
+    fn flush<const N: usize>(&mut self, tx: Option<&mut Option<Tx<N>>>, st: &mut PathStats) {
+        if self.n == 0 {
+            return;
         }
+        let mut refs: [&[u8]; RX_BATCH] = [&[]; RX_BATCH];
+        for (i, r) in refs.iter_mut().enumerate().take(self.n) {
+            *r = &self.bufs[i][..self.lens[i]];
+        }
+        let sent = match tx {
+            Some(Some(t)) => t.tx_batch(&refs[..self.n]),
+            _ => 0,
+        };
+        st.tx_full += (self.n - sent.min(self.n)) as u64;
+        self.n = 0;
     }
 }
 
 /// Routes the injected frames: toward the port where their destination MAC was last seen as
 /// a source, else out of `fallback` (the pair of the port the current frame came in on).
+/// Frames staged for `staged_port` leave first, so order on the wire is kept.
 fn send_injected<M: Middlebox, const N: usize>(
     mon: &mut Monitor<'_, M>,
     tx: &mut [Option<Tx<N>>; MAX_PORTS],
     macs: &Macs,
     fallback: Option<usize>,
     st: &mut PathStats,
+    stage: &mut Stage,
+    staged_port: usize,
 ) {
-    mon.drain_injected(|f| match macs.port_of(f).or(fallback) {
-        Some(p) => {
-            if let Some(t) = tx.get_mut(p) {
-                if send(t, f, st) {
-                    st.injected += 1;
+    mon.drain_injected(|f| {
+        stage.flush(tx.get_mut(staged_port), st);
+        match macs.port_of(f).or(fallback) {
+            Some(p) => match tx.get_mut(p) {
+                Some(Some(t)) => {
+                    if t.tx_batch(&[f]) == 1 {
+                        st.injected += 1;
+                    } else {
+                        st.tx_full += 1;
+                    }
                 }
-            }
+                _ => st.tx_full += 1,
+            },
+            None => st.inject_unrouted += 1,
         }
-        None => st.inject_unrouted += 1,
     });
 }
 
@@ -564,6 +606,7 @@ where
         let start_ns = time::now_ns();
         let mut st = PathStats::default();
         let mut macs = Macs([[0; 6]; MAX_PORTS]);
+        let mut stage = Stage::new(if inline { RX_BATCH } else { 0 });
         let period_ns = s.stats_period_s.saturating_mul(1_000_000_000);
         let mut next_stats = start_ns.saturating_add(period_ns);
         let mut frames_at_stats = 0u64;
@@ -579,29 +622,33 @@ where
                 loop {
                     let k = if inline {
                         let out = port ^ 1;
-                        rxq.rx_batch(|f, _| {
+                        let k = rxq.rx_batch(|f, _| {
                             macs.learn(port, f);
-                            let Some(t) = tx.get_mut(out) else { return };
                             let v = mon.frame(f, now_us);
-                            // The forwarding cost: verdict to frame queued on the pair port.
+                            // The forwarding cost: verdict to frame queued on the pair port
+                            // (staging copy here, transmit call below).
                             let c0 = kernel::arch::rdtsc();
                             match v {
                                 Verdict::Forward => {
-                                    if send(t, f, &mut st) {
-                                        st.forwarded += 1;
-                                    }
+                                    st.forwarded += 1;
+                                    stage.push(f, &mut st);
                                 }
                                 Verdict::Rewritten(b) => {
-                                    if send(t, b, &mut st) {
-                                        st.rewritten += 1;
-                                    }
+                                    st.rewritten += 1;
+                                    stage.push(b, &mut st);
                                 }
                                 Verdict::Drop => st.verdict_drops += 1,
                             }
                             st.fwd_cycles += kernel::arch::rdtsc().wrapping_sub(c0);
                             st.fwd_frames += 1;
-                            send_injected(&mut mon, tx, &macs, Some(out), &mut st);
-                        })
+                            send_injected(&mut mon, tx, &macs, Some(out), &mut st, &mut stage, out);
+                        });
+                        if k > 0 {
+                            let c0 = kernel::arch::rdtsc();
+                            stage.flush(tx.get_mut(out), &mut st);
+                            st.fwd_cycles += kernel::arch::rdtsc().wrapping_sub(c0);
+                        }
+                        k
                     } else {
                         rxq.rx_batch(|f, _| {
                             let _ = mon.frame(f, now_us);
@@ -615,7 +662,7 @@ where
             }
             mon.end_batch();
             if inline {
-                send_injected(&mut mon, tx, &macs, None, &mut st);
+                send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);
             }
             if got > 0 {
                 st.frames += got as u64;
@@ -667,7 +714,7 @@ where
 
         mon.close_all();
         if inline {
-            send_injected(&mut mon, tx, &macs, None, &mut st);
+            send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);
         }
         mon.middlebox_mut().finish(&mut log);
         let c = mon.counters().clone();
