@@ -1,5 +1,5 @@
 //! Arguments and entry points of `cargo ferrule build | run | test`. The binary
-//! (`src/bin/ferrule.rs`) holds the one `enum Command` that lists every subcommand; each
+//! (`src/bin/cargo-ferrule.rs`) holds the one `enum Command` that lists every subcommand; each
 //! variant carries an `Args` struct from here (or from `host::cli`) and calls its `run_*`,
 //! which returns the process exit code.
 
@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use qemu::{Config, Firmware, Machine, NicModel, Qemu};
 
 use crate::build::{self, guest_target_dir, App, Verbosity, GUEST_TARGET};
+use crate::runner::AppCrate;
 use crate::{disk, image_path_for, setup, Error};
 
 /// `cargo ferrule build`: build an app into an ELF and a flashable disk image.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// App to build: a workspace package name or the path of an app crate [default: sysinfo].
+    /// App to build: a workspace package name or the path of an app crate [default: the app
+    /// crate of the current directory (one that depends on `appliance`), else sysinfo].
     #[arg(long)]
     pub app: Option<String>,
     /// Directory for the disk image [default: target/ferrule/images].
@@ -28,7 +30,8 @@ pub struct BuildArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// App to boot: a workspace package name or the path of an app crate. Without it, the
-    /// default appliance (`flowmon`) boots with an igb and a generated sample capture.
+    /// app crate of the current directory (one that depends on `appliance`), else the
+    /// default appliance (`flowmon`), boots with an igb and a generated sample capture.
     #[arg(long)]
     pub app: Option<String>,
     /// Number of CPU cores.
@@ -46,16 +49,19 @@ pub struct RunArgs {
     /// Attach a NIC: igb, virtio-net or e1000e (repeat for several).
     #[arg(long = "nic")]
     pub nics: Vec<NicModel>,
-    /// Inject the frames of this pcap/pcapng file into the first NIC (an igb is added if no
-    /// --nic is given), once the console shows --inject-after.
+    /// [N:]FILE: inject the frames of this pcap/pcapng file into NIC N (default 0) once the
+    /// console shows --inject-after. Repeatable; files are sent in the order given. Without
+    /// --nic, igb NICs are added up to the highest N named.
+    #[arg(long = "pcap", value_name = "[N:]FILE")]
+    pub pcaps: Vec<NicFile>,
+    /// Console text after which the --pcap files are injected [default: `appliance: ready`
+    /// for apps on the appliance crate, `cores online:` for others].
     #[arg(long)]
-    pub pcap: Option<PathBuf>,
-    /// Console text after which --pcap is injected.
-    #[arg(long, default_value = "cores online:")]
-    pub inject_after: String,
-    /// Save the frames the guest transmits on the first NIC to this pcap file at the end.
-    #[arg(long)]
-    pub capture: Option<PathBuf>,
+    pub inject_after: Option<String>,
+    /// [N:]FILE: save the frames the guest transmits on NIC N (default 0) to this pcap file
+    /// at the end. Repeatable.
+    #[arg(long = "capture", value_name = "[N:]FILE")]
+    pub captures: Vec<NicFile>,
     /// Use KVM if /dev/kvm works (TCG otherwise).
     #[arg(long)]
     pub kvm: bool,
@@ -65,6 +71,88 @@ pub struct RunArgs {
     /// Do not check or install QEMU, GRUB and OVMF first.
     #[arg(long)]
     pub skip_setup: bool,
+}
+
+impl RunArgs {
+    /// Parses the arguments of `cargo ferrule run` (without `run` itself), for callers of
+    /// [`run_run`] such as tests.
+    pub fn from_args<I, S>(args: I) -> Result<RunArgs, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let all = std::iter::once(std::ffi::OsString::from("run"))
+            .chain(args.into_iter().map(Into::into));
+        Ok(Only::try_parse_from(all)?.run)
+    }
+}
+
+/// A file bound to a NIC: `[N:]FILE` on the command line (`--pcap`, `--capture`). A leading
+/// run of digits and a colon is the NIC index; anything else is the file (write `0:1:x.pcap`
+/// or `./1:x.pcap` for a file whose name starts with digits and a colon).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicFile {
+    /// The NIC's index in the order of `--nic` (0 = the first).
+    pub nic: usize,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for NicFile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NicFile, String> {
+        let (nic, file) = match s.split_once(':') {
+            Some((n, f)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                let nic = n
+                    .parse()
+                    .map_err(|_| format!("NIC index {n} in `{s}` is too large"))?;
+                (nic, f)
+            }
+            _ => (0, s),
+        };
+        if file.is_empty() {
+            return Err(format!("`{s}` names no file (expected [N:]FILE)"));
+        }
+        Ok(NicFile {
+            nic,
+            path: PathBuf::from(file),
+        })
+    }
+}
+
+/// The NICs a run attaches: the `--nic` list, or, when it is empty and files are bound to
+/// NICs, igbs up to the highest index named. A file bound to a NIC that is not attached is
+/// an error.
+pub fn nics_for_run(
+    nics: &[NicModel],
+    pcaps: &[NicFile],
+    captures: &[NicFile],
+) -> Result<Vec<NicModel>, String> {
+    let files = || pcaps.iter().chain(captures);
+    if nics.is_empty() {
+        return Ok(match files().map(|f| f.nic).max() {
+            Some(top) => vec![NicModel::Igb; top + 1],
+            None => Vec::new(),
+        });
+    }
+    for (what, list) in [("--pcap", pcaps), ("--capture", captures)] {
+        if let Some(f) = list.iter().find(|f| f.nic >= nics.len()) {
+            return Err(format!(
+                "{what} {}:{} names NIC {} but the run has {} NIC(s) (NICs count from 0 in --nic order)",
+                f.nic,
+                f.path.display(),
+                f.nic,
+                nics.len()
+            ));
+        }
+    }
+    Ok(nics.to_vec())
 }
 
 /// `cargo ferrule test`: install what is missing, then run every test.
@@ -78,8 +166,39 @@ pub struct TestArgs {
     pub cargo_args: Vec<String>,
 }
 
+/// Why the Ferrule checkout this tool was built from cannot serve builds, if it cannot (an
+/// installed tool whose checkout was moved or deleted).
+pub fn checkout_problem() -> Option<String> {
+    let root = build::workspace_root();
+    let needed = ["Cargo.toml", "kernel/linker.ld", "appliance/Cargo.toml"];
+    needed.iter().find(|f| !root.join(f).is_file()).map(|f| {
+        format!(
+            "{} is missing: the Ferrule checkout this tool was built from ({}) is gone or moved; reinstall the tool from a checkout with `cargo install --locked --path CHECKOUT/image`",
+            root.join(f).display(),
+            root.display()
+        )
+    })
+}
+
+#[cfg(test)]
 fn app_of(arg: &Option<String>) -> App {
     arg.as_deref().map(App::parse).unwrap_or_default()
+}
+
+/// The app crate (on `appliance`) the current directory is in, if any; said on stderr.
+fn app_here() -> Option<App> {
+    let dir = std::env::current_dir().ok()?;
+    let app = AppCrate::enclosing(&dir)?.as_app();
+    eprintln!("ferrule: app crate of this directory: {app}");
+    Some(app)
+}
+
+/// The console line after which injected traffic is sent, unless --inject-after says.
+pub fn ready_line(app: &App) -> &'static str {
+    match AppCrate::locate(app) {
+        Ok(c) if c.on_appliance => RUNTIME_READY,
+        _ => "cores online:",
+    }
 }
 
 fn human(bytes: u64) -> String {
@@ -119,7 +238,10 @@ pub fn build_all(app: &App, out_dir: Option<&Path>, v: Verbosity) -> Result<Buil
 
 /// `cargo ferrule build`.
 pub fn run_build(a: &BuildArgs) -> i32 {
-    let app = app_of(&a.app);
+    let app = match &a.app {
+        Some(s) => App::parse(s),
+        None => app_here().unwrap_or_default(),
+    };
     match build_all(&app, a.out.as_deref(), Verbosity::Show) {
         Ok(b) => {
             println!("app:        {app}");
@@ -148,8 +270,8 @@ pub fn run_build(a: &BuildArgs) -> i32 {
 
 /// The app `cargo ferrule run` boots without `--app`.
 pub const DEFAULT_APPLIANCE: &str = "flowmon";
-/// The console line after which the appliance polls its NIC.
-pub const APPLIANCE_READY: &str = "flowmon: ready";
+/// The line the appliance runtime prints once every core polls its queues.
+pub const RUNTIME_READY: &str = "appliance: ready";
 
 /// Writes the default appliance's sample traffic (200 TCP connections, IPv4 and IPv6, some
 /// reordering) to `target/ferrule/sample.pcap` with its ground truth beside it.
@@ -177,29 +299,40 @@ pub fn sample_capture() -> Result<PathBuf, Error> {
 
 /// `cargo ferrule run`.
 pub fn run_run(a: &RunArgs) -> i32 {
+    let nics = match nics_for_run(&a.nics, &a.pcaps, &a.captures) {
+        Ok(n) => n,
+        Err(e) => return fail(Error::Build(e)),
+    };
     if !a.skip_setup {
         if let Err(e) = setup::ensure_all() {
             return fail(e);
         }
     }
-    // No --app: the default appliance, watching a generated sample capture.
-    let appliance = a.app.is_none();
-    let app = if appliance {
-        App::Package(DEFAULT_APPLIANCE.into())
-    } else {
-        app_of(&a.app)
+    // No --app: the app crate of this directory, or the default appliance, watching a
+    // generated sample capture.
+    let (app, sample) = match &a.app {
+        Some(s) => (App::parse(s), false),
+        None => (
+            app_here().unwrap_or_else(|| App::Package(DEFAULT_APPLIANCE.into())),
+            true,
+        ),
     };
-    let mut pcap = a.pcap.clone();
-    if appliance && pcap.is_none() {
+    let mut pcaps = a.pcaps.clone();
+    if sample && pcaps.is_empty() {
         match sample_capture() {
-            Ok(p) => pcap = Some(p),
+            Ok(path) => pcaps.push(NicFile { nic: 0, path }),
             Err(e) => return fail(e),
         }
     }
-    let inject_after = if appliance && a.inject_after == "cores online:" {
-        APPLIANCE_READY.to_string()
+    let nics = if nics.is_empty() && !pcaps.is_empty() {
+        vec![NicModel::Igb]
     } else {
-        a.inject_after.clone()
+        nics
+    };
+    let inject_after = match &a.inject_after {
+        Some(s) => s.clone(),
+        None if pcaps.is_empty() => String::new(),
+        None => ready_line(&app).to_string(),
     };
     let config = match a.firmware {
         Firmware::Direct => match build::build_app(&app, Verbosity::Show) {
@@ -211,18 +344,13 @@ pub fn run_run(a: &RunArgs) -> i32 {
             Err(e) => return fail(e),
         },
     };
-    let mut nics = a.nics.clone();
-    if nics.is_empty() && (pcap.is_some() || a.capture.is_some()) {
-        nics.push(NicModel::Igb);
-    }
     let timeout = if a.timeout == 0 {
         Duration::from_secs(10 * 365 * 24 * 3600)
     } else {
         Duration::from_secs(a.timeout)
     };
-    let config = nics
-        .into_iter()
-        .fold(config, Config::with_nic)
+    let config = config
+        .with_nics(&nics)
         .with_machine(a.machine)
         .with_cores(a.cores)
         .with_memory_mib(a.memory)
@@ -245,7 +373,8 @@ pub fn run_run(a: &RunArgs) -> i32 {
         Ok(vm) => vm,
         Err(e) => return fail(e.into()),
     };
-    let mut pending_pcap = pcap;
+    let mut pending = pcaps;
+    let mut injected_all = true;
     let stdout = std::io::stdout();
     loop {
         match vm.next_line(Duration::from_secs(3600)) {
@@ -253,11 +382,22 @@ pub fn run_run(a: &RunArgs) -> i32 {
                 let mut out = stdout.lock();
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
-                if line.contains(&inject_after) {
-                    if let Some(p) = pending_pcap.take() {
-                        match vm.nic(0).send_pcap(&p) {
-                            Ok(n) => eprintln!("ferrule: injected {n} frames from {}", p.display()),
-                            Err(e) => eprintln!("ferrule: injecting {}: {e}", p.display()),
+                if !pending.is_empty() && line.contains(&inject_after) {
+                    for f in std::mem::take(&mut pending) {
+                        match vm.nic(f.nic).send_pcap(&f.path) {
+                            Ok(n) => eprintln!(
+                                "ferrule: injected {n} frames from {} into NIC {}",
+                                f.path.display(),
+                                f.nic
+                            ),
+                            Err(e) => {
+                                eprintln!(
+                                    "ferrule: injecting {} into NIC {}: {e}",
+                                    f.path.display(),
+                                    f.nic
+                                );
+                                injected_all = false;
+                            }
                         }
                     }
                 }
@@ -268,11 +408,23 @@ pub fn run_run(a: &RunArgs) -> i32 {
         }
     }
     let status = vm.wait_exit();
-    if let Some(c) = &a.capture {
-        match vm.nic(0).save_capture(c) {
-            Ok(n) => eprintln!("ferrule: saved {n} transmitted frames to {}", c.display()),
-            Err(e) => eprintln!("ferrule: saving {}: {e}", c.display()),
+    let mut files_ok = injected_all;
+    for c in &a.captures {
+        match vm.nic(c.nic).save_capture(&c.path) {
+            Ok(n) => eprintln!(
+                "ferrule: saved {n} frames transmitted on NIC {} to {}",
+                c.nic,
+                c.path.display()
+            ),
+            Err(e) => {
+                eprintln!("ferrule: saving {}: {e}", c.path.display());
+                files_ok = false;
+            }
         }
+    }
+    if !pending.is_empty() {
+        eprintln!("ferrule: the console never showed `{inject_after}`: nothing was injected");
+        files_ok = false;
     }
     let err = vm.stderr_text();
     if !err.trim().is_empty() {
@@ -283,7 +435,10 @@ pub fn run_run(a: &RunArgs) -> i32 {
         status,
         vm.elapsed().as_secs_f64()
     );
-    status.as_process_code()
+    match status.as_process_code() {
+        0 if !files_ok => 1,
+        code => code,
+    }
 }
 
 /// Totals of `test result:` lines.
@@ -593,10 +748,107 @@ mod tests {
             (4, Machine::Pc, Firmware::Ovmf)
         );
         assert_eq!(r.nics, vec![NicModel::Igb, NicModel::E1000e]);
-        assert_eq!(r.pcap.as_deref(), Some(Path::new("in.pcap")));
+        assert_eq!(
+            r.pcaps,
+            vec![NicFile {
+                nic: 0,
+                path: "in.pcap".into()
+            }]
+        );
+        assert!(r.captures.is_empty());
         assert!(r.kvm && r.timeout == 0);
         assert!(Wrap::try_parse_from_checked(&["ferrule", "run", "--machine", "isapc"]).is_err());
         assert!(Wrap::try_parse_from_checked(&["ferrule", "run", "--nic", "rtl8139"]).is_err());
+    }
+
+    fn nf(nic: usize, path: &str) -> NicFile {
+        NicFile {
+            nic,
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn pcap_and_capture_take_an_optional_nic_index_and_repeat() {
+        let r = RunArgs::from_args([
+            "--pcap",
+            "a.pcap",
+            "--pcap",
+            "1:/tmp/b.pcapng",
+            "--capture",
+            "1:out1.pcap",
+            "--pcap",
+            "0:c:d.pcap",
+            "--capture",
+            "out0.pcap",
+            "--pcap",
+            "./2:x.pcap",
+        ])
+        .unwrap();
+        assert_eq!(
+            r.pcaps,
+            vec![
+                nf(0, "a.pcap"),
+                nf(1, "/tmp/b.pcapng"),
+                nf(0, "c:d.pcap"),
+                nf(0, "./2:x.pcap")
+            ]
+        );
+        assert_eq!(r.captures, vec![nf(1, "out1.pcap"), nf(0, "out0.pcap")]);
+        assert_eq!("12:f".parse::<NicFile>(), Ok(nf(12, "f")));
+        assert_eq!("x:f".parse::<NicFile>(), Ok(nf(0, "x:f")));
+        assert_eq!(
+            "3:".parse::<NicFile>(),
+            Err("`3:` names no file (expected [N:]FILE)".to_string())
+        );
+        assert!("99999999999999999999999:f"
+            .parse::<NicFile>()
+            .unwrap_err()
+            .contains("too large"));
+        assert!(RunArgs::from_args(["--pcap", ""]).is_err());
+        assert!(RunArgs::from_args(["--capture", "1:"]).is_err());
+    }
+
+    #[test]
+    fn nics_follow_the_files_or_must_cover_them() {
+        use NicModel::*;
+        assert_eq!(nics_for_run(&[], &[], &[]), Ok(vec![]));
+        assert_eq!(nics_for_run(&[], &[nf(0, "a")], &[]), Ok(vec![Igb]));
+        assert_eq!(
+            nics_for_run(&[], &[nf(0, "a")], &[nf(2, "c")]),
+            Ok(vec![Igb, Igb, Igb])
+        );
+        assert_eq!(
+            nics_for_run(&[VirtioNet, VirtioNet], &[nf(1, "a")], &[nf(0, "c")]),
+            Ok(vec![VirtioNet, VirtioNet])
+        );
+        assert_eq!(
+            nics_for_run(&[Igb], &[nf(0, "a")], &[nf(1, "out.pcap")]),
+            Err("--capture 1:out.pcap names NIC 1 but the run has 1 NIC(s) (NICs count from 0 in --nic order)".to_string())
+        );
+        assert!(nics_for_run(&[Igb, Igb], &[nf(2, "a")], &[])
+            .unwrap_err()
+            .starts_with("--pcap 2:a names NIC 2"));
+        assert_eq!(nics_for_run(&[E1000e], &[], &[]), Ok(vec![E1000e]));
+    }
+
+    #[test]
+    fn traffic_waits_for_the_line_that_says_the_app_polls() {
+        assert_eq!(ready_line(&App::Package("sysinfo".into())), "cores online:");
+        assert_eq!(
+            ready_line(&App::Package(DEFAULT_APPLIANCE.into())),
+            "appliance: ready"
+        );
+        assert_eq!(
+            ready_line(&App::Path("/no/such/app".into())),
+            "cores online:"
+        );
+        let r = RunArgs::from_args(["--inject-after", "go"]).unwrap();
+        assert_eq!(r.inject_after.as_deref(), Some("go"));
+        assert_eq!(
+            RunArgs::from_args(["--cores", "1"]).unwrap().inject_after,
+            None
+        );
     }
 
     #[test]
@@ -648,6 +900,11 @@ mod tests {
             defaults, want,
             "default-members must be members minus tests"
         );
+    }
+
+    #[test]
+    fn this_checkout_serves_builds() {
+        assert_eq!(checkout_problem(), None);
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //! - [`build::build_app`]: a guest app (workspace package or any app crate) → ELF.
 //! - [`disk::make_disk_image`]: ELF → hybrid BIOS + UEFI GRUB disk image for `dd`.
 //! - [`setup`]: installs the Rust target/components and QEMU, GRUB, OVMF ([`setup::APT_PACKAGES`]).
-//! - [`cli`]: the `build`, `run` and `test` subcommands of `cargo ferrule`.
+//! - [`cli`]: the `build`, `run`, `test` and `new` subcommands of `cargo ferrule`.
+//! - [`new`]: `cargo ferrule new`, an app crate anywhere (template in `image/template/`).
+//! - [`runner`]: app crates on the `appliance` crate and their host runner (`replay`).
 #![forbid(unsafe_code)]
 
 pub mod build;
 pub mod cli;
 pub mod disk;
 pub mod host;
+pub mod new;
+pub mod runner;
 pub mod setup;
 
 pub use build::{build_app, workspace_root, App, Verbosity};

@@ -124,6 +124,14 @@ pub struct NicSpec {
     pub pci_slot: Option<u8>,
 }
 
+/// The PCI slot of NIC `index` when a run has several: 3, 5, 7, 9, 11, 13, then `None` (QEMU
+/// picks). An igb's eight SR-IOV VFs take the two slots 16 above its own (VF offset 0x80,
+/// stride 2), so igbs two slots apart never collide, and slots 19..=30 stay clear of q35's
+/// ICH9 functions in slot 31.
+pub fn spaced_nic_slot(index: usize) -> Option<u8> {
+    (index < 6).then(|| 3 + 2 * index as u8)
+}
+
 /// What QEMU boots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Boot {
@@ -219,6 +227,20 @@ impl Config {
             pci_slot: Some(slot),
         });
         self
+    }
+
+    /// Adds several NICs, in order. With two or more, each gets the PCI slot
+    /// [`spaced_nic_slot`] gives it: QEMU's own choice (the next free slot) puts a second igb
+    /// where the first one's SR-IOV VFs live, and QEMU refuses to start.
+    pub fn with_nics(self, models: &[NicModel]) -> Config {
+        let several = models.len() > 1;
+        models
+            .iter()
+            .enumerate()
+            .fold(self, |c, (i, &model)| match spaced_nic_slot(i) {
+                Some(slot) if several => c.with_nic_at(model, slot),
+                _ => c.with_nic(model),
+            })
     }
 
     /// Asks for KVM (used only when `/dev/kvm` works).
@@ -446,6 +468,31 @@ mod tests {
         ));
         assert!(s.contains("-device virtio-net-pci,netdev=net1,id=nic1,mac=52:54:00:12:34:57"));
         assert!(s.contains("-device e1000e,netdev=net2,id=nic2,mac=52:54:00:12:34:58,addr=0x7"));
+    }
+
+    #[test]
+    fn several_nics_get_spaced_slots_and_one_nic_keeps_qemus_choice() {
+        let s = joined(&Config::kernel("/k").with_nics(&[NicModel::Igb]));
+        assert!(s.contains("-device igb,netdev=net0,id=nic0,mac=52:54:00:12:34:56 "));
+        assert!(!s.contains("addr=0x"));
+        let s = joined(&Config::kernel("/k").with_nics(&[
+            NicModel::Igb,
+            NicModel::Igb,
+            NicModel::VirtioNet,
+        ]));
+        assert!(s.contains("-device igb,netdev=net0,id=nic0,mac=52:54:00:12:34:56,addr=0x3 "));
+        assert!(s.contains("-device igb,netdev=net1,id=nic1,mac=52:54:00:12:34:57,addr=0x5 "));
+        assert!(s.contains(
+            "-device virtio-net-pci,netdev=net2,id=nic2,mac=52:54:00:12:34:58,addr=0x7 "
+        ));
+        let slots: Vec<Option<u8>> = (0..7).map(spaced_nic_slot).collect();
+        assert_eq!(
+            slots,
+            [Some(3), Some(5), Some(7), Some(9), Some(11), Some(13), None]
+        );
+        let c = Config::kernel("/k").with_nics(&[NicModel::E1000e; 7]);
+        assert_eq!(c.nics[5].pci_slot, Some(13));
+        assert_eq!(c.nics[6].pci_slot, None);
     }
 
     #[test]

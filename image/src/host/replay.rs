@@ -1,5 +1,12 @@
-//! `cargo ferrule replay --app NAME CAPTURE`: runs a sample middlebox over a capture on the
-//! host, exactly as one core of the appliance would run it (batches of 32 frames).
+//! `cargo ferrule replay [--app NAME|PATH] CAPTURE`: runs a middlebox over a capture on the
+//! host, exactly as one core of the appliance would run it.
+//!
+//! Any app crate on the `appliance` crate (a workspace package, a path, or, without `--app`,
+//! the crate of the current directory) runs through its own host runner: the tool builds it
+//! (`cargo build --release`, as `build` does for the guest) and runs it as
+//! `RUNNER CAPTURE [--inline] [--out FILE.pcap]` (see [`crate::runner`]).
+//!
+//! The three sample libraries below run through this file until they are ported:
 //!
 //! * `midstat`: prints the live connection table once per second of capture time, as mOS
 //!   midstat does, and how many connections ended.
@@ -8,24 +15,38 @@
 //! * `matcher --pattern HEX` (or `--text STRING`): prints every occurrence of the pattern as
 //!   `match CLIENT SERVER side OFFSET`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use monitor::{Config, HostStorage, Middlebox, Monitor, Side, Verdict};
 
 use super::capture::Capture;
 use super::gen::endpoint;
+use crate::build::App;
+use crate::runner::AppCrate;
 
 /// Frames per receive batch.
 const BATCH: usize = 32;
 
+/// The sample middlebox libraries replay runs itself (they have no host runner yet).
+pub const SAMPLES: [&str; 3] = ["midstat", "simple_firewall", "matcher"];
+
 /// `cargo ferrule replay` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// Sample app: midstat, simple_firewall or matcher.
+    /// App: a workspace package name or the path of an app crate on the `appliance` crate
+    /// [default: the app crate of the current directory]; or a sample library: midstat,
+    /// simple_firewall, matcher.
     #[arg(long)]
-    pub app: String,
+    pub app: Option<String>,
     /// Capture to replay (pcap or pcapng).
     pub capture: PathBuf,
+    /// Inline mode (apps on `appliance`): verdicts applied, forwarded frames written to --out.
+    #[arg(long)]
+    pub inline: bool,
+    /// Apps on `appliance`: write the frames the app forwards, rewrites or injects (inline)
+    /// to this pcap file.
+    #[arg(long, value_name = "FILE.pcap")]
+    pub out: Option<PathBuf>,
     /// simple_firewall: the mOS rule file.
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -93,18 +114,67 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Runs `cargo ferrule replay`; returns the exit code.
 pub fn run_replay(a: &ReplayArgs) -> i32 {
-    match replay_cmd(a) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("ferrule replay: {e}");
-            1
-        }
+    match a.app.as_deref() {
+        Some(name) if SAMPLES.contains(&name) => match replay_sample(name, a) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ferrule replay: {e}");
+                1
+            }
+        },
+        _ => match replay_app(a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("ferrule replay: {e}");
+                1
+            }
+        },
     }
 }
 
-fn replay_cmd(a: &ReplayArgs) -> Result<(), String> {
+/// Which app crate a replay without a sample app runs.
+pub fn replay_target(a: &ReplayArgs, cwd: &Path) -> Result<AppCrate, String> {
+    if let Some(flag) = [
+        ("--rules", a.rules.is_some()),
+        ("--pattern", a.pattern.is_some()),
+        ("--text", a.text.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, set)| set.then_some(f))
+    {
+        return Err(format!(
+            "{flag} is an option of the sample apps ({}); an app on the appliance crate takes CAPTURE [--inline] [--out FILE.pcap]",
+            SAMPLES.join(", ")
+        ));
+    }
+    let app = match &a.app {
+        Some(s) => AppCrate::locate(&App::parse(s)).map_err(|e| e.to_string())?,
+        None => AppCrate::enclosing(cwd).ok_or_else(|| {
+            format!(
+                "no --app, and {} is not inside an app crate (a crate that depends on `appliance`); give --app NAME|PATH, or create one with `cargo ferrule new DIR`",
+                cwd.display()
+            )
+        })?,
+    };
+    app.require_appliance().map_err(|e| e.to_string())?;
+    Ok(app)
+}
+
+fn replay_app(a: &ReplayArgs) -> Result<i32, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    let app = replay_target(a, &cwd)?;
+    crate::runner::replay_app(&app, &a.capture, a.inline, a.out.as_deref())
+        .map_err(|e| e.to_string())
+}
+
+fn replay_sample(name: &str, a: &ReplayArgs) -> Result<(), String> {
+    if a.inline || a.out.is_some() {
+        return Err(format!(
+            "--inline and --out are for apps on the appliance crate; the sample {name} has its own mode"
+        ));
+    }
     let cap = Capture::load(&a.capture).map_err(|e| e.to_string())?;
-    match a.app.as_str() {
+    match name {
         "midstat" => {
             let mut next_print = 0u64;
             let each = |mon: &mut Monitor<'_, midstat::Midstat>, now: u64| {
@@ -174,11 +244,7 @@ fn replay_cmd(a: &ReplayArgs) -> Result<(), String> {
                 );
             })?;
         }
-        other => {
-            return Err(format!(
-                "unknown app {other:?} (midstat, simple_firewall, matcher)"
-            ))
-        }
+        other => return Err(format!("{other} is not a sample app")),
     }
     Ok(())
 }
@@ -201,5 +267,61 @@ pub fn flow_name<M: Middlebox>(mon: &Monitor<'_, M>, flow: monitor::FlowHandle) 
             endpoint(e.server.0, e.server.1)
         ),
         Err(_) => "? ?".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(app: Option<&str>) -> ReplayArgs {
+        ReplayArgs {
+            app: app.map(String::from),
+            capture: "c.pcap".into(),
+            inline: false,
+            out: None,
+            rules: None,
+            pattern: None,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn sample_flags_and_generic_flags_do_not_mix() {
+        let mut a = args(Some("mybox"));
+        a.pattern = Some("beef".into());
+        assert_eq!(
+            replay_target(&a, Path::new("/")).unwrap_err(),
+            "--pattern is an option of the sample apps (midstat, simple_firewall, matcher); an app on the appliance crate takes CAPTURE [--inline] [--out FILE.pcap]"
+        );
+        let mut a = args(Some("midstat"));
+        a.inline = true;
+        assert_eq!(
+            replay_sample("midstat", &a).unwrap_err(),
+            "--inline and --out are for apps on the appliance crate; the sample midstat has its own mode"
+        );
+        assert_eq!(run_replay(&a), 1);
+    }
+
+    #[test]
+    fn the_app_comes_from_the_flag_or_the_current_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = replay_target(&args(None), dir.path()).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "no --app, and {} is not inside an app crate (a crate that depends on `appliance`); give --app NAME|PATH, or create one with `cargo ferrule new DIR`",
+                dir.path().display()
+            )
+        );
+        let e = replay_target(&args(Some("sysinfo")), dir.path()).unwrap_err();
+        assert!(
+            e.contains("does not depend on the `appliance` crate, so it has no host runner"),
+            "{e}"
+        );
+        let e = replay_target(&args(Some("nosuchapp")), dir.path()).unwrap_err();
+        assert!(e.starts_with("no package `nosuchapp`"), "{e}");
+        let e = replay_target(&args(Some("/no/such/dir")), dir.path()).unwrap_err();
+        assert!(e.starts_with("/no/such/dir/Cargo.toml not found"), "{e}");
     }
 }

@@ -1,5 +1,11 @@
 //! `cargo ferrule`: build, run and test Ferrule appliances.
 //!
+//! The binary is `cargo-ferrule`, so that `cargo install --locked --path image` makes
+//! `cargo ferrule ...` work in any directory (cargo runs an external subcommand as
+//! `cargo-ferrule ferrule ARGS`). Inside the checkout, the alias in `.cargo/config.toml` runs
+//! the checkout's own code the same way (`-- ferrule ARGS`). Either way the first argument
+//! `ferrule` is skipped; `cargo-ferrule ARGS` works too.
+//!
 //! Every subcommand is one variant of `Command` below, carrying its `clap::Args` struct and
 //! calling one `run_*` function that returns the exit code. Adding a subcommand is one variant
 //! and one match arm.
@@ -32,12 +38,32 @@ enum Command {
     Flows(image::host::cli::FlowsArgs),
     /// Benchmark the monitor against the parse floor, libnids and Suricata on generated captures.
     Bench(image::host::bench::BenchArgs),
-    /// Run a sample middlebox (midstat, simple_firewall, matcher) over a capture.
+    /// Run an app (on the appliance crate) or a sample middlebox over a capture on the host.
     Replay(image::host::replay::ReplayArgs),
+    /// Write a new middlebox app crate (on the appliance crate) into a directory, anywhere.
+    New(image::new::NewArgs),
+}
+
+/// The arguments without the subcommand name cargo passes first (`cargo-ferrule ferrule ...`).
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "ferrule") {
+        args.remove(1);
+    }
+    args
 }
 
 fn main() {
-    let code = match Cli::parse().command {
+    let command = Cli::parse_from(arguments()).command;
+    let needs_checkout = !matches!(
+        command,
+        Command::Gen(_) | Command::Flows(_) | Command::Bench(_)
+    );
+    if let Some(problem) = needs_checkout.then(cli::checkout_problem).flatten() {
+        eprintln!("error: {problem}");
+        std::process::exit(1);
+    }
+    let code = match command {
         Command::Build(a) => cli::run_build(&a),
         Command::Run(a) => cli::run_run(&a),
         Command::Test(a) => cli::run_test(&a),
@@ -45,6 +71,7 @@ fn main() {
         Command::Flows(a) => image::host::cli::run_flows(&a),
         Command::Bench(a) => image::host::bench::run_bench(&a),
         Command::Replay(a) => image::host::replay::run_replay(&a),
+        Command::New(a) => image::new::run_new(&a),
     };
     std::process::exit(code);
 }
