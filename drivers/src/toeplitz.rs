@@ -448,9 +448,29 @@ mod tests {
             frame_hash(&MS_KEY, HashFields::ALL, &f),
             (h2, HashType::Ipv4)
         );
-        // Truncated and non-IP frames never panic and hash to nothing / queue 0.
+        // Truncated frames: nothing before a whole IPv4 header, the 2-tuple hash while the
+        // ports are cut off, the 4-tuple hash once both ports are there.
+        let tcp = tcp4_frame(src, dst, sp, dp, false);
+        for n in 0..tcp.len() {
+            let want = match n {
+                0..34 => (0, HashType::None),
+                34..38 => (h2, HashType::Ipv4),
+                _ => (h4, HashType::TcpIpv4),
+            };
+            assert_eq!(
+                frame_hash(&MS_KEY, HashFields::ALL, &tcp[..n]),
+                want,
+                "n={n}"
+            );
+        }
+        // A truncated fragment hashes as a 2-tuple or not at all, never with ports.
         for n in 0..f.len() {
-            let _ = frame_hash(&MS_KEY, HashFields::ALL, &f[..n]);
+            let want = if n < 34 {
+                (0, HashType::None)
+            } else {
+                (h2, HashType::Ipv4)
+            };
+            assert_eq!(frame_hash(&MS_KEY, HashFields::ALL, &f[..n]), want, "n={n}");
         }
         let arp = [0u8; 60];
         assert_eq!(
