@@ -3,7 +3,7 @@
 //! An app is a bin crate with a [`Middlebox`] that also implements [`Appliance`] (how a core
 //! builds it) and a `const` [`Settings`]; its `main.rs` is
 //!
-//! ```ignore
+//! ```text
 //! #![cfg_attr(target_os = "none", no_std, no_main)]
 //! appliance::main!(MyBox, SETTINGS);
 //! ```
