@@ -467,8 +467,17 @@ impl Qemu {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
+        // QEMU closed its end of every NIC socket: read what it wrote before it exited, so a
+        // capture saved after the exit holds every frame the guest transmitted.
+        for n in &mut self.nics {
+            n.drain_after_exit(NIC_DRAIN_TIMEOUT);
+        }
     }
 }
+
+/// How long [`Qemu::wait_exit`] waits for each NIC's reader to take the last frames QEMU wrote
+/// before it exited (the reader ends at the socket's end of file).
+const NIC_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Drop for Qemu {
     fn drop(&mut self) {

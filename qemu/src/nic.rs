@@ -190,6 +190,26 @@ impl Nic {
             .unwrap_or_default()
     }
 
+    /// After QEMU exited: waits (up to `timeout`) until the reader has taken every frame left
+    /// in the socket and seen its end of file. Without this a capture saved right after the
+    /// exit could miss frames still in the socket when the reader thread was not scheduled.
+    /// Returns whether the reader finished in time.
+    pub fn drain_after_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Some(h) = self.reader.take() else {
+            return true;
+        };
+        while !h.is_finished() {
+            if Instant::now() >= deadline {
+                self.reader = Some(h);
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        let _ = h.join();
+        true
+    }
+
     /// Writes every frame the guest has transmitted so far to a classic pcap file.
     pub fn save_capture(&self, path: &Path) -> Result<usize, NicError> {
         let frames = self.captured();
@@ -286,5 +306,29 @@ mod tests {
             Err(NicError::Timeout(_)) | Err(NicError::Io(_))
         ));
         assert!(matches!(nic.send(&[]), Err(NicError::FrameSize(0))));
+    }
+
+    /// A fake QEMU writes a burst and exits at once: after `drain_after_exit` the capture holds
+    /// every frame of the burst, however late the reader thread ran.
+    #[test]
+    fn drain_after_exit_takes_every_frame_left_in_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("n.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let qemu = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            for i in 0..500u16 {
+                s.write_all(&encode_frame(&[i as u8; 64])).unwrap();
+            }
+            // Dropping `s` closes the socket, as QEMU's exit does.
+        });
+        let mut nic = Nic::connect(0, &sock, Instant::now() + Duration::from_secs(5)).unwrap();
+        qemu.join().unwrap();
+        assert!(nic.drain_after_exit(Duration::from_secs(10)));
+        let got = nic.captured();
+        assert_eq!(got.len(), 500);
+        assert_eq!(got[499].data, vec![499u16 as u8; 64]);
+        // A second call finds the reader gone and returns at once.
+        assert!(nic.drain_after_exit(Duration::ZERO));
     }
 }
