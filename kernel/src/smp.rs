@@ -5,7 +5,8 @@ use crate::acpi::AcpiInfo;
 use crate::app::{Core, MAX_CORES};
 use crate::arch::{gdt, idt, lapic};
 use crate::console;
-use core::sync::atomic::{AtomicBool, Ordering};
+use crate::mem::StackKind;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use spin::Once;
 
@@ -25,6 +26,8 @@ unsafe extern "C" {
     static ap_tramp_arg: u8;
 }
 
+/// Each core's double-fault stack top, allocated by the boot core before starting it.
+static FAULT_STACKS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 static ONLINE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 static CORES: Once<&'static [Core]> = Once::new();
 static RELEASE: Once<fn(&Core) -> !> = Once::new();
@@ -84,7 +87,11 @@ pub fn start_cores(acpi: &AcpiInfo) -> (&'static [Core], &'static [u32]) {
         if n == MAX_CORES {
             break;
         }
-        let stack = match crate::mem::alloc_frames(AP_STACK_SIZE, 4096) {
+        let stacks = crate::mem::alloc_stack(AP_STACK_SIZE, n, StackKind::Main).and_then(|s| {
+            crate::mem::alloc_stack(gdt::FAULT_STACK_SIZE as u64, n, StackKind::Fault)
+                .map(|f| (s, f))
+        });
+        let (stack_top, fault_top) = match stacks {
             Ok(s) => s,
             Err(e) => {
                 console::warn!("smp: no stack for apic {apic_id}: {e}");
@@ -93,10 +100,11 @@ pub fn start_cores(acpi: &AcpiInfo) -> (&'static [Core], &'static [u32]) {
                 continue;
             }
         };
+        FAULT_STACKS[n].store(fault_top, Ordering::Release);
         cores[n] = Core { id: n, apic_id };
         // SAFETY: symbols inside the trampoline image (see `write_tramp_u64`).
         unsafe {
-            write_tramp_u64(&ap_tramp_stack, stack + AP_STACK_SIZE);
+            write_tramp_u64(&ap_tramp_stack, stack_top);
             write_tramp_u64(&ap_tramp_arg, n as u64);
         }
         // SAFETY: the trampoline was copied to TRAMPOLINE above and just filled in with this
@@ -131,10 +139,10 @@ pub fn release_cores(entry: fn(&Core) -> !) {
 
 /// First Rust code on an application processor (called by the trampoline with its index).
 extern "C" fn ap_entry(index: u64) -> ! {
-    gdt::init_ap();
+    let index = index as usize;
+    gdt::init_ap(FAULT_STACKS[index].load(Ordering::Acquire));
     idt::init();
     lapic::enable();
-    let index = index as usize;
     ONLINE[index].store(true, Ordering::Release);
     let entry = loop {
         if let Some(entry) = RELEASE.get() {

@@ -173,12 +173,28 @@ extern "C" fn exception_dispatch(frame: &ExceptionFrame) -> ! {
     let vector = frame.vector as usize;
     let name = NAMES.get(vector).copied().unwrap_or("unknown");
     let mut w = crate::console::RawWriter;
+    // A push onto a guard page faults (#PF), and delivering that #PF on the same stack
+    // faults again, which escalates to a double fault on its own IST stack: either way CR2
+    // names the guard page.
+    if vector == 8 || vector == 14 {
+        let addr = Cr2::read_raw();
+        if let Some((core, kind)) = crate::mem::guard_hit(addr) {
+            let _ = writeln!(
+                w,
+                "\nstack overflow on core {core}: faulting address {addr:#018x} is the guard page below its {} stack",
+                kind.name()
+            );
+        }
+    }
     let _ = writeln!(
         w,
         "\nEXCEPTION: {name} (vector {vector}) on core apic {}",
         super::lapic::id()
     );
     let _ = writeln!(w, "  error code {:#x}", frame.error_code);
+    if vector == 8 {
+        let _ = writeln!(w, "  cr2 {:#018x}", Cr2::read_raw());
+    }
     if vector == 14 {
         let addr = Cr2::read_raw();
         let e = frame.error_code;

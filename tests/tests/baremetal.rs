@@ -1,0 +1,72 @@
+//! Bare-metal hardening (issue 12): guard pages under the stacks, many cores, x2APIC.
+//!
+//! Every run here must end with QEMU's `isa-debug-exit` status: a triple fault would end
+//! QEMU with status 0 (`-no-reboot`) and a hang would hit the timeout, and both fail.
+
+use qemu::{Config, ExitStatus, Firmware};
+use tests::{boot, test_app_elf, timeout_for};
+
+/// Runs `stack-overflow` on `cores` cores: the last core recurses until it hits the guard
+/// page below its stack, which must be reported as that core's overflow.
+fn stack_overflow_is_reported(cores: u32) {
+    let mut vm = boot(
+        Config::kernel(test_app_elf("stack-overflow"))
+            .with_cores(cores)
+            .with_timeout(timeout_for(Firmware::Direct)),
+    );
+    let core = cores - 1;
+    let start = vm.expect_line("the recursion's start", |l| {
+        l.starts_with("stack-overflow: core ")
+    });
+    let top = start
+        .strip_prefix(&format!(
+            "stack-overflow: core {core} recursing from stack address 0x"
+        ))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("unexpected start line {start:?}"));
+    let prefix = format!("stack overflow on core {core}: faulting address 0x");
+    let line = vm.expect_line("the stack-overflow report", |l| l.starts_with(&prefix));
+    let status = vm.wait_exit();
+    assert_eq!(
+        status,
+        ExitStatus::Failure,
+        "after {line:?} the run must fail through isa-debug-exit (not hang or triple-fault); console:\n{}",
+        vm.report()
+    );
+    let (hex, rest) = line[prefix.len()..]
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    assert_eq!(rest, "is the guard page below its main stack", "{line:?}");
+    let addr = u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bad address in {line:?}"));
+    // The stacks are 64 KiB with a 4 KiB guard page below: the fault is in the one page
+    // that starts within 64 KiB (plus the frames above the app's) below the recursion's start.
+    assert!(
+        addr < top && top - addr <= 64 * 1024 + 4096,
+        "faulting address {addr:#x} is not just below the stack at {top:#x}; console:\n{}",
+        vm.report()
+    );
+    let lines = vm.lines();
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("EXCEPTION: double fault (#DF) (vector 8)")
+                || l.starts_with("EXCEPTION: page fault (#PF) (vector 14)")
+        ),
+        "no exception report after the overflow line; console:\n{}",
+        vm.report()
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("recursion returned")),
+        "the recursion returned; console:\n{}",
+        vm.report()
+    );
+}
+
+#[test]
+fn boot_core_stack_overflow_hits_its_guard_page() {
+    stack_overflow_is_reported(1);
+}
+
+#[test]
+fn application_core_stack_overflow_hits_its_guard_page() {
+    stack_overflow_is_reported(2);
+}
