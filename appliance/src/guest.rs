@@ -23,7 +23,7 @@ use drivers::nic::{self, AnyCtl, Kind};
 use drivers::ring::{AdvRxQueue, AdvTxQueue};
 use drivers::virtio::{self, VirtioRx, VirtioTx};
 use drivers::{Mmio, RX_BATCH};
-use kernel::app::{PciFunction, MAX_CORES};
+use kernel::app::PciFunction;
 use kernel::nic::{drivers_address, KernelHal};
 use kernel::{println, time, App, AppError, Core, Machine};
 use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storage, Verdict};
@@ -171,7 +171,6 @@ impl<const N: usize> CoreQueues<N> {
 #[repr(align(64))]
 struct LastRx(AtomicU64);
 
-static LAST_RX: [LastRx; MAX_CORES] = [const { LastRx(AtomicU64::new(0)) }; MAX_CORES];
 /// Serving cores still in their loop.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// Serving cores whose monitor is built.
@@ -187,6 +186,8 @@ pub struct Runtime<P: Program, const N: usize> {
     slots: &'static [spin::Mutex<Option<CoreQueues<N>>>],
     serving: usize,
     drainer: Option<usize>,
+    /// Each serving core's time of its last received frame, indexed by core id.
+    last_rx: &'static [LastRx],
     _p: core::marker::PhantomData<fn() -> P>,
 }
 
@@ -226,6 +227,7 @@ impl<P: Program, const N: usize> Runtime<P, N> {
             slots: &[],
             serving: 0,
             drainer: None,
+            last_rx: &[],
             _p: core::marker::PhantomData,
         }
     }
@@ -382,6 +384,9 @@ where
                     .is_some_and(|g| g.as_ref().is_some_and(|c| !c.rx.is_empty()))
             })
             .count();
+        // Per-core storage is sized by the cores that serve (at most the NICs' queue count).
+        crate::log::init_rings(serving);
+        let last_rx = kernel::mem::alloc_slice(serving, || LastRx(AtomicU64::new(0)));
         let per_core = budget::storage_bytes::<<P::App as Middlebox>::Flow>(&s);
         let free = kernel::mem::free_bytes();
         println!(
@@ -403,6 +408,16 @@ where
             Some(d) => println!("appliance: core {} drains the log rings", d),
             None => println!("appliance: no free core: each core drains its log when idle"),
         }
+        let idle = cores - serving - drainer.map_or(0, |_| 1);
+        if idle > 0 {
+            println!(
+                "appliance: {} cores idle (cores {}..{}): the NICs have queues for {} cores",
+                idle,
+                cores - idle,
+                cores - 1,
+                serving
+            );
+        }
         RUNNING.store(serving, Ordering::Release);
         Runtime {
             machine: m,
@@ -412,6 +427,7 @@ where
             slots,
             serving,
             drainer,
+            last_rx,
             _p: core::marker::PhantomData,
         }
     }
@@ -735,7 +751,7 @@ where
             if got > 0 {
                 st.frames += got as u64;
                 st.busy_cycles += kernel::arch::rdtsc().wrapping_sub(t0);
-                if let Some(l) = LAST_RX.get(id) {
+                if let Some(l) = self.last_rx.get(id) {
                     l.0.store(now_ns, Ordering::Relaxed);
                 }
             }
@@ -769,7 +785,8 @@ where
                     idle_s,
                 } = s.exit
                 {
-                    let last = LAST_RX[..self.slots.len().min(MAX_CORES)]
+                    let last = self
+                        .last_rx
                         .iter()
                         .map(|l| l.0.load(Ordering::Relaxed))
                         .max()

@@ -70,3 +70,44 @@ fn boot_core_stack_overflow_hits_its_guard_page() {
 fn application_core_stack_overflow_hits_its_guard_page() {
     stack_overflow_is_reported(2);
 }
+
+/// 300 cores: APIC ids past 255 come from MADT x2APIC entries and need x2APIC mode; every
+/// core must come online (per-core storage is sized by the cores found, not a fixed table)
+/// and run the app. The `qemu` crate adds `x2apic=on` to the CPU for more than 255 cores.
+#[test]
+fn three_hundred_cores_come_online_with_x2apic() {
+    let started = std::time::Instant::now();
+    let mut vm = boot(
+        Config::kernel(tests::app_elf("sysinfo"))
+            .with_cores(300)
+            .with_timeout(std::time::Duration::from_secs(240)),
+    );
+    let line = vm.expect_line("`cores online: N`", |l| l.starts_with("cores online:"));
+    let boot_time = started.elapsed();
+    assert_eq!(line, "cores online: 300", "console:\n{}", vm.report());
+    vm.expect_exit(ExitStatus::Success);
+    eprintln!(
+        "300 cores: QEMU start to `cores online: 300` {:.3} s",
+        boot_time.as_secs_f64()
+    );
+    let lines = vm.lines();
+    let has = |want: &str| lines.iter().any(|l| l == want);
+    for want in [
+        "acpi: 300 processors in MADT, PCI ECAM",
+        "smp: local APIC in x2APIC mode",
+        "core 0 apic 0",
+        "core 255 apic 255",
+        "core 256 apic 256",
+        "core 299 apic 299",
+        "ferrule: app finished on 300 cores",
+    ] {
+        assert!(has(want), "no line {want:?}; console:\n{}", vm.report());
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("smp:") && l.contains("missing")),
+        "a core went missing; console:\n{}",
+        vm.report()
+    );
+}
