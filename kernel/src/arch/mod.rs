@@ -102,6 +102,19 @@ pub(crate) fn boot_machine() -> crate::app::Machine {
         boot.loader.name(),
         boot.usable_bytes() >> 20
     );
+    if boot.efi_memory_map {
+        console::info!(
+            "mem: memory map from the EFI memory map, {} regions",
+            boot.regions().len()
+        );
+    }
+    if boot.dropped_regions > 0 {
+        console::warn!(
+            "mem: memory map has {} regions past the {} kept; their RAM is unused",
+            boot.dropped_regions,
+            crate::bootinfo::MAX_REGIONS
+        );
+    }
     mem::init(boot);
     guard_boot_stacks();
     time::init();
