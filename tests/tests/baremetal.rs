@@ -111,3 +111,60 @@ fn three_hundred_cores_come_online_with_x2apic() {
         vm.report()
     );
 }
+
+/// 8 GiB: the usable RAM is QEMU's q35 layout to the byte (2 GiB below the PCI hole minus
+/// the legacy area, 6 GiB above 4 GiB), and an igb whose rings and buffers all lie above
+/// 4 GiB receives every frame intact.
+#[test]
+fn eight_gib_usable_and_igb_receives_above_4_gib() {
+    const FRAMES: usize = 40;
+    let mut vm = boot(
+        Config::kernel(test_app_elf("nic-high"))
+            .with_cores(1)
+            .with_memory_mib(8192)
+            .with_nic_at(qemu::NicModel::Igb, 3)
+            .with_timeout(std::time::Duration::from_secs(300)),
+    );
+    let usable = vm.expect_line("usable RAM", |l| l.starts_with("nic-high usable "));
+    // The usable map QEMU (with SeaBIOS, which keeps its high tables in the top 132 KiB
+    // below 2 GiB) hands a PVH guest on q35 with 8 GiB: 0..0x9fc00, 0x100000..0x7ffdf000
+    // and 0x1_0000_0000..0x2_8000_0000.
+    let want = 0x9fc00u64 + (0x7ffd_f000 - 0x10_0000) + (0x2_8000_0000 - 0x1_0000_0000);
+    assert_eq!(usable, format!("nic-high usable {want}"), "{}", vm.report());
+    let dma = vm.expect_line("the DMA span", |l| l.starts_with("nic-high dma "));
+    eprintln!("{dma}");
+    let span: Vec<&str> = dma.split_whitespace().collect();
+    let (lo, hi) = span
+        .get(4)
+        .and_then(|s| s.split_once(".."))
+        .unwrap_or_else(|| panic!("bad DMA line {dma:?}"));
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (lo, hi) = (hex(lo), hex(hi));
+    assert!(
+        lo >= 1 << 32 && hi <= 0x2_8000_0000 && lo < hi,
+        "DMA memory {lo:#x}..{hi:#x} is not all above 4 GiB in RAM; {}",
+        vm.report()
+    );
+    vm.expect_line("port up", |l| l == "nic-high ready");
+    let (mut bytes, mut sum) = (0u64, 0u64);
+    for k in 0..FRAMES {
+        let mut f = vec![0xFF; 6];
+        f.extend([0x02, 0, 0, 0, 0, 0x21, 0x88, 0xB5]);
+        f.extend((0..46 + 30 * k).map(|i| (i * 7 + k) as u8));
+        bytes += f.len() as u64;
+        sum += f.iter().map(|&b| b as u64).sum::<u64>();
+        vm.nic(0).send(&f).expect("inject");
+    }
+    let mut finish = vec![0xFF; 6];
+    finish.extend([0x02, 0, 0, 0, 0, 0x21, 0x88, 0xB6]);
+    finish.resize(60, 0);
+    vm.nic(0).send(&finish).expect("finish");
+    vm.expect_line("the receive count", |l| l.starts_with("nic-high received "));
+    vm.expect_exit(ExitStatus::Success);
+    let want = format!("nic-high received {FRAMES} frames {bytes} bytes sum {sum}");
+    assert!(
+        vm.lines().contains(&want),
+        "no line {want:?}; console:\n{}",
+        vm.report()
+    );
+}

@@ -170,6 +170,15 @@ pub fn alloc_frames(len: u64, align: u64) -> Result<u64, FrameError> {
     Ok(start)
 }
 
+/// Like [`alloc_frames`], but the frames start at or above physical address `min`.
+pub fn alloc_frames_above(len: u64, align: u64, min: u64) -> Result<u64, FrameError> {
+    let start = FRAMES.lock().alloc_above(len, align.max(FRAME_SIZE), min)?;
+    // SAFETY: as in `alloc_frames`: fresh frames, identity mapped writable (all RAM is
+    // mapped, above 4 GiB too).
+    unsafe { core::ptr::write_bytes(start as *mut u8, 0, len as usize) };
+    Ok(start)
+}
+
 /// A physically contiguous DMA region: the drivers' type, so a region goes from the frame
 /// allocator to a NIC ring without conversion.
 pub use drivers::DmaRegion;
@@ -184,6 +193,17 @@ pub fn dma_alloc(len: usize, align: usize) -> Result<DmaRegion, FrameError> {
     // hands a frame out twice, and zeroed them; nothing frees them. All RAM is identity
     // mapped writable and write-back (virt == phys, so the range is physically contiguous),
     // and x86 DMA is cache-coherent. No other pointer to the frames exists.
+    Ok(unsafe { DmaRegion::new(virt, phys, len as usize) })
+}
+
+/// Like [`dma_alloc`], but the region starts at or above physical address `min` (e.g.
+/// `1 << 32` to check that a device really uses 64-bit addresses).
+pub fn dma_alloc_above(len: usize, align: usize, min: u64) -> Result<DmaRegion, FrameError> {
+    let len = (len as u64).div_ceil(FRAME_SIZE) * FRAME_SIZE;
+    let phys = alloc_frames_above(len, align as u64, min)?;
+    let virt = NonNull::new(phys as *mut u8).ok_or(FrameError::OutOfMemory)?;
+    // SAFETY: as in `dma_alloc`: `len` fresh, zeroed, never-freed bytes, identity mapped
+    // write-back (virt == phys), cache-coherent for DMA, with no other pointer to them.
     Ok(unsafe { DmaRegion::new(virt, phys, len as usize) })
 }
 
