@@ -199,13 +199,9 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-fn max_queues(k: Kind) -> usize {
-    match k {
-        Kind::Virtio => 1,
-        Kind::Igb => drivers::igb::MAX_QUEUES,
-        Kind::Ixgbe => drivers::ixgbe::MAX_QUEUES,
-    }
-    .min(nic::MAX_QUEUES)
+/// The port's queue cap: its family's RSS queues (I350 8, 82576 and 82599 16), virtio 1.
+fn max_queues(f: &PciFunction) -> usize {
+    nic::max_queues(f.vendor, f.device_id).max(1)
 }
 
 fn is_network_controller(f: &PciFunction) -> bool {
@@ -268,6 +264,19 @@ where
                     MAX_PORTS
                 ),
                 Some(_) => {}
+                None if f.vendor == drivers::family::INTEL
+                    && drivers::family::intel_model(f.device_id).is_some() =>
+                {
+                    if let Some(m) = drivers::family::intel_model(f.device_id) {
+                        println!(
+                            "appliance: {} is an Intel {} ({}), which Ferrule refuses: {}; left alone",
+                            f,
+                            m.name,
+                            m.family.name(),
+                            m.refused.unwrap_or("no driver")
+                        );
+                    }
+                }
                 None if is_network_controller(f) => println!(
                     "appliance: {} is a network controller Ferrule has no driver for \
                      (supported: igb, ixgbe, virtio-net); left alone",
@@ -294,11 +303,11 @@ where
         // Queues per port: one per core, capped by the NIC; inline pairs use the smaller cap
         // of the two so core q has receive and transmit queue q on both ports.
         let mut queues: heapless::Vec<usize, MAX_PORTS> = heapless::Vec::new();
-        for (i, (_, k)) in found.iter().enumerate() {
-            let mut q = max_queues(*k).min(cores);
+        for (i, (f, _)) in found.iter().enumerate() {
+            let mut q = max_queues(f).min(cores);
             if inline {
-                if let Some((_, pk)) = found.get(i ^ 1) {
-                    q = q.min(max_queues(*pk));
+                if let Some((pf, _)) = found.get(i ^ 1) {
+                    q = q.min(max_queues(pf));
                 }
             }
             let _ = queues.push(q.max(1));
