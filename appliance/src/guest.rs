@@ -420,11 +420,11 @@ where
         let idle = cores - serving - drainer.map_or(0, |_| 1);
         if idle > 0 {
             println!(
-                "appliance: {} cores idle (cores {}..{}): the NICs have queues for {} cores",
-                idle,
+                "appliance: cores {}..={} idle: the NICs have queues for {} of {} cores",
                 cores - idle,
                 cores - 1,
-                serving
+                serving,
+                cores
             );
         }
         RUNNING.store(serving, Ordering::Release);

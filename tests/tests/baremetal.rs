@@ -168,3 +168,27 @@ fn eight_gib_usable_and_igb_receives_above_4_gib() {
         vm.report()
     );
 }
+
+/// More cores than queues: a virtio-net port has one queue, so on 4 cores core 0 serves it,
+/// core 1 drains the log rings and cores 2 and 3 say they are idle.
+#[test]
+fn cores_beyond_the_queues_say_they_are_idle() {
+    let mut vm = boot(
+        Config::kernel(tests::app_elf("flowmon"))
+            .with_cores(4)
+            .with_nic(qemu::NicModel::VirtioNet)
+            .with_timeout(timeout_for(Firmware::Direct)),
+    );
+    vm.expect_line("the drainer", |l| {
+        l == "appliance: core 1 drains the log rings"
+    });
+    let idle = vm.expect_line("the idle cores", |l| {
+        l.starts_with("appliance: cores ") && l.contains(" idle")
+    });
+    assert_eq!(
+        idle,
+        "appliance: cores 2..=3 idle: the NICs have queues for 1 of 4 cores",
+        "{}",
+        vm.report()
+    );
+}
