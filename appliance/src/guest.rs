@@ -23,7 +23,7 @@ use drivers::nic::{self, AnyCtl, Kind};
 use drivers::ring::{AdvRxQueue, AdvTxQueue};
 use drivers::virtio::{self, VirtioRx, VirtioTx};
 use drivers::{Mmio, RX_BATCH};
-use kernel::app::{PciFunction, MAX_CORES};
+use kernel::app::PciFunction;
 use kernel::nic::{drivers_address, KernelHal};
 use kernel::{println, time, App, AppError, Core, Machine};
 use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storage, Verdict};
@@ -171,7 +171,6 @@ impl<const N: usize> CoreQueues<N> {
 #[repr(align(64))]
 struct LastRx(AtomicU64);
 
-static LAST_RX: [LastRx; MAX_CORES] = [const { LastRx(AtomicU64::new(0)) }; MAX_CORES];
 /// Serving cores still in their loop.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// Serving cores whose monitor is built.
@@ -187,6 +186,8 @@ pub struct Runtime<P: Program, const N: usize> {
     slots: &'static [spin::Mutex<Option<CoreQueues<N>>>],
     serving: usize,
     drainer: Option<usize>,
+    /// Each serving core's time of its last received frame, indexed by core id.
+    last_rx: &'static [LastRx],
     _p: core::marker::PhantomData<fn() -> P>,
 }
 
@@ -198,13 +199,9 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-fn max_queues(k: Kind) -> usize {
-    match k {
-        Kind::Virtio => 1,
-        Kind::Igb => drivers::igb::MAX_QUEUES,
-        Kind::Ixgbe => drivers::ixgbe::MAX_QUEUES,
-    }
-    .min(nic::MAX_QUEUES)
+/// The port's queue cap: its family's RSS queues (I350 8, 82576 and 82599 16), virtio 1.
+fn max_queues(f: &PciFunction) -> usize {
+    nic::max_queues(f.vendor, f.device_id).max(1)
 }
 
 fn is_network_controller(f: &PciFunction) -> bool {
@@ -226,6 +223,7 @@ impl<P: Program, const N: usize> Runtime<P, N> {
             slots: &[],
             serving: 0,
             drainer: None,
+            last_rx: &[],
             _p: core::marker::PhantomData,
         }
     }
@@ -266,6 +264,19 @@ where
                     MAX_PORTS
                 ),
                 Some(_) => {}
+                None if f.vendor == drivers::family::INTEL
+                    && drivers::family::intel_model(f.device_id).is_some() =>
+                {
+                    if let Some(m) = drivers::family::intel_model(f.device_id) {
+                        println!(
+                            "appliance: {} is an Intel {} ({}), which Ferrule refuses: {}; left alone",
+                            f,
+                            m.name,
+                            m.family.name(),
+                            m.refused.unwrap_or("no driver")
+                        );
+                    }
+                }
                 None if is_network_controller(f) => println!(
                     "appliance: {} is a network controller Ferrule has no driver for \
                      (supported: igb, ixgbe, virtio-net); left alone",
@@ -292,11 +303,11 @@ where
         // Queues per port: one per core, capped by the NIC; inline pairs use the smaller cap
         // of the two so core q has receive and transmit queue q on both ports.
         let mut queues: heapless::Vec<usize, MAX_PORTS> = heapless::Vec::new();
-        for (i, (_, k)) in found.iter().enumerate() {
-            let mut q = max_queues(*k).min(cores);
+        for (i, (f, _)) in found.iter().enumerate() {
+            let mut q = max_queues(f).min(cores);
             if inline {
-                if let Some((_, pk)) = found.get(i ^ 1) {
-                    q = q.min(max_queues(*pk));
+                if let Some((pf, _)) = found.get(i ^ 1) {
+                    q = q.min(max_queues(pf));
                 }
             }
             let _ = queues.push(q.max(1));
@@ -382,6 +393,9 @@ where
                     .is_some_and(|g| g.as_ref().is_some_and(|c| !c.rx.is_empty()))
             })
             .count();
+        // Per-core storage is sized by the cores that serve (at most the NICs' queue count).
+        crate::log::init_rings(serving);
+        let last_rx = kernel::mem::alloc_slice(serving, || LastRx(AtomicU64::new(0)));
         let per_core = budget::storage_bytes::<<P::App as Middlebox>::Flow>(&s);
         let free = kernel::mem::free_bytes();
         println!(
@@ -403,6 +417,16 @@ where
             Some(d) => println!("appliance: core {} drains the log rings", d),
             None => println!("appliance: no free core: each core drains its log when idle"),
         }
+        let idle = cores - serving - drainer.map_or(0, |_| 1);
+        if idle > 0 {
+            println!(
+                "appliance: cores {}..={} idle: the NICs have queues for {} of {} cores",
+                cores - idle,
+                cores - 1,
+                serving,
+                cores
+            );
+        }
         RUNNING.store(serving, Ordering::Release);
         Runtime {
             machine: m,
@@ -412,6 +436,7 @@ where
             slots,
             serving,
             drainer,
+            last_rx,
             _p: core::marker::PhantomData,
         }
     }
@@ -735,7 +760,7 @@ where
             if got > 0 {
                 st.frames += got as u64;
                 st.busy_cycles += kernel::arch::rdtsc().wrapping_sub(t0);
-                if let Some(l) = LAST_RX.get(id) {
+                if let Some(l) = self.last_rx.get(id) {
                     l.0.store(now_ns, Ordering::Relaxed);
                 }
             }
@@ -769,7 +794,8 @@ where
                     idle_s,
                 } = s.exit
                 {
-                    let last = LAST_RX[..self.slots.len().min(MAX_CORES)]
+                    let last = self
+                        .last_rx
                         .iter()
                         .map(|l| l.0.load(Ordering::Relaxed))
                         .max()

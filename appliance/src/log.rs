@@ -28,9 +28,12 @@ pub struct LogRing {
     lines: AtomicU64,
     /// Held by the one consumer draining the ring right now.
     draining: AtomicBool,
-    buf: [AtomicU8; LOG_RING_BYTES],
+    /// The bytes, outside the struct: in the image they come from the frame allocator, one
+    /// buffer per serving core, so the number of rings follows the cores actually used.
+    buf: &'static [AtomicU8; LOG_RING_BYTES],
 }
 
+#[cfg(not(target_os = "none"))]
 impl Default for LogRing {
     fn default() -> Self {
         LogRing::new()
@@ -38,16 +41,28 @@ impl Default for LogRing {
 }
 
 impl LogRing {
-    /// An empty ring.
-    pub const fn new() -> LogRing {
+    /// An empty ring over `buf` (whose contents are ignored: bytes count only once
+    /// committed).
+    pub const fn with_buffer(buf: &'static [AtomicU8; LOG_RING_BYTES]) -> LogRing {
         LogRing {
             head: AtomicUsize::new(0),
             tail: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             lines: AtomicU64::new(0),
             draining: AtomicBool::new(false),
-            buf: [const { AtomicU8::new(0) }; LOG_RING_BYTES],
+            buf,
         }
+    }
+
+    /// An empty ring with its own buffer, leaked (host only: tests and tools).
+    #[cfg(not(target_os = "none"))]
+    pub fn new() -> LogRing {
+        let buf: Box<[AtomicU8; LOG_RING_BYTES]> = (0..LOG_RING_BYTES)
+            .map(|_| AtomicU8::new(0))
+            .collect::<Box<[AtomicU8]>>()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the iterator yields exactly LOG_RING_BYTES"));
+        LogRing::with_buffer(Box::leak(buf))
     }
 
     /// Lines dropped because they did not fit.
@@ -223,21 +238,38 @@ pub struct Log {
 
 #[cfg(target_os = "none")]
 mod rings {
-    use super::LogRing;
-    use kernel::app::MAX_CORES;
+    use super::{LogRing, LOG_RING_BYTES};
+    use core::sync::atomic::AtomicU8;
 
-    /// One ring per core, indexed by core id.
-    pub static RINGS: [LogRing; MAX_CORES] = [const { LogRing::new() }; MAX_CORES];
+    /// One ring per serving core, indexed by core id, allocated by [`init`].
+    static RINGS: spin::Once<&'static [LogRing]> = spin::Once::new();
+    static SPARE_BUF: [AtomicU8; LOG_RING_BYTES] = [const { AtomicU8::new(0) }; LOG_RING_BYTES];
+    /// The ring of a core without one (before [`init`], or an id past the serving cores,
+    /// which the runtime never logs from): never drained, so its lines are only counted.
+    static SPARE: LogRing = LogRing::with_buffer(&SPARE_BUF);
 
-    /// Core `id`'s ring (ids past `MAX_CORES` share the last one; the kernel never starts
-    /// such cores).
+    /// Allocates the rings of cores `0..cores` (once; boot time).
+    pub fn init(cores: usize) {
+        RINGS.call_once(|| {
+            kernel::mem::alloc_slice(cores, || {
+                let buf: &'static [AtomicU8] =
+                    kernel::mem::alloc_slice(LOG_RING_BYTES, || AtomicU8::new(0));
+                match <&[AtomicU8; LOG_RING_BYTES]>::try_from(buf) {
+                    Ok(b) => LogRing::with_buffer(b),
+                    Err(_) => unreachable!("alloc_slice gives exactly LOG_RING_BYTES"),
+                }
+            })
+        });
+    }
+
+    /// Core `id`'s ring.
     pub fn ring(id: usize) -> &'static LogRing {
-        &RINGS[id.min(MAX_CORES - 1)]
+        RINGS.get().and_then(|r| r.get(id)).unwrap_or(&SPARE)
     }
 }
 
 #[cfg(target_os = "none")]
-pub(crate) use rings::ring;
+pub(crate) use rings::{init as init_rings, ring};
 
 impl Log {
     /// The log of core `id` (image: that core's ring; host: stdout).

@@ -31,6 +31,8 @@ pub enum Error {
     MmioMap,
     /// The PCI function is not a device this driver handles (vendor, device).
     UnsupportedDevice(u16, u16),
+    /// A known Intel NIC the drivers refuse (see `family::INTEL_MODELS` for why).
+    RefusedModel(&'static crate::family::Model),
     /// The register BAR is absent, not memory, or too small.
     BadBar,
     /// A configuration value is out of range (the string names the field).
@@ -60,6 +62,14 @@ impl fmt::Display for Error {
             Error::DmaAlloc => write!(f, "DMA memory allocation failed"),
             Error::MmioMap => write!(f, "mapping the register BAR failed"),
             Error::UnsupportedDevice(v, d) => write!(f, "unsupported PCI device {v:04x}:{d:04x}"),
+            Error::RefusedModel(m) => write!(
+                f,
+                "Intel {} (8086:{:04x}, {}) is not supported: {}",
+                m.name,
+                m.device,
+                m.family.name(),
+                m.refused.unwrap_or("refused")
+            ),
             Error::BadBar => write!(f, "register BAR absent, not memory or too small"),
             Error::BadConfig(what) => write!(f, "bad configuration: {what}"),
             Error::VirtioCapabilityMissing => write!(f, "virtio PCI capability missing"),

@@ -200,13 +200,12 @@ pub mod reg {
 
 use reg::*;
 
+pub use crate::family::Family;
+
 /// PCI vendor id of Intel.
-pub const INTEL: u16 = 0x8086;
-/// Device ids this driver accepts: 82576 (QEMU's model is 10C9) and I350 copper/fiber.
-pub const DEVICE_IDS: [u16; 11] = [
-    0x10C9, 0x10E6, 0x10E7, 0x10E8, 0x150A, 0x1518, 0x150D, 0x1526, 0x1521, 0x1522, 0x1523,
-];
-/// Most queues an 82576 supports with RSS.
+pub const INTEL: u16 = crate::family::INTEL;
+/// Most queues any igb family has (82576: 16; I350: 8, see [`Family::max_queues`]). The
+/// ids this driver accepts are those of `family::INTEL_MODELS` in families 82576 and I350.
 pub const MAX_QUEUES: usize = 16;
 
 /// Reset wait (CTRL.RST self-clear).
@@ -307,24 +306,31 @@ pub fn open<H: Hal, const RXN: usize, const TXN: usize>(
     cfg: &IgbConfig,
 ) -> Result<IgbParts<Mmio, RXN, TXN>> {
     let (vendor, device) = pci::ids(hal, addr);
-    if vendor != INTEL || !DEVICE_IDS.contains(&device) {
-        return Err(Error::UnsupportedDevice(vendor, device));
-    }
+    let family = crate::family::driven_by(vendor, device, crate::family::Driver::Igb)?;
     pci::enable_bus_master(hal, addr);
     let bar = pci::memory_bar(hal, addr, 0)?;
     // SAFETY: `bar` is BAR0 of `addr`, read from its configuration space just now, and for
-    // every id in `DEVICE_IDS` BAR0 is the device's register window of at least 128 KiB.
-    // Nothing in Ferrule uses device registers as memory.
+    // every igb id in `family::INTEL_MODELS` BAR0 is the device's register window of at
+    // least 128 KiB. Nothing in Ferrule uses device registers as memory.
     let mmio = unsafe { Mmio::map(hal, bar, 128 * 1024)? };
-    init(hal, mmio, cfg)
+    init_family(hal, mmio, cfg, family)
 }
 
-fn check_config(cfg: &IgbConfig) -> Result<()> {
-    if !(1..=MAX_QUEUES as u16).contains(&cfg.rx_queues) {
-        return Err(Error::BadConfig("rx_queues must be 1..=16"));
+fn check_config(cfg: &IgbConfig, family: Family) -> Result<()> {
+    let max = family.max_queues();
+    if !(1..=max).contains(&cfg.rx_queues) {
+        return Err(Error::BadConfig(if max == 8 {
+            "rx_queues must be 1..=8 on an I350"
+        } else {
+            "rx_queues must be 1..=16"
+        }));
     }
-    if !(1..=MAX_QUEUES as u16).contains(&cfg.tx_queues) {
-        return Err(Error::BadConfig("tx_queues must be 1..=16"));
+    if !(1..=max).contains(&cfg.tx_queues) {
+        return Err(Error::BadConfig(if max == 8 {
+            "tx_queues must be 1..=8 on an I350"
+        } else {
+            "tx_queues must be 1..=16"
+        }));
     }
     if cfg.rss.reta.iter().any(|&q| q as u16 >= cfg.rx_queues) {
         return Err(Error::BadConfig("RETA names a queue that does not exist"));
@@ -338,14 +344,31 @@ fn disable_interrupts<R: RegIo>(regs: &R) {
     let _ = regs.read32(ICR);
 }
 
-/// Brings the port up on already-mapped registers (see the module docs for the order).
-/// Does not wait for the link: call [`Igb::wait_link`].
+/// Brings an 82576 (QEMU's igb) up on already-mapped registers: [`init_family`] with
+/// [`Family::I82576`].
 pub fn init<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>(
     hal: &H,
     regs: R,
     cfg: &IgbConfig,
 ) -> Result<IgbParts<R, RXN, TXN>> {
-    check_config(cfg)?;
+    init_family(hal, regs, cfg, Family::I82576)
+}
+
+/// Brings the port up on already-mapped registers (see the module docs for the order).
+/// The family decides how many queues exist (82576: 16, I350: 8); the register sequence is
+/// the same for both. Does not wait for the link: call [`Igb::wait_link`].
+pub fn init_family<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>(
+    hal: &H,
+    regs: R,
+    cfg: &IgbConfig,
+    family: Family,
+) -> Result<IgbParts<R, RXN, TXN>> {
+    if family.driver() != crate::family::Driver::Igb {
+        return Err(Error::BadConfig(
+            "igb drives the 82576 and I350 families only",
+        ));
+    }
+    check_config(cfg, family)?;
 
     // 1. Quiesce: interrupts off, receive and transmit off, let DMA drain.
     disable_interrupts(&regs);

@@ -224,11 +224,9 @@ pub mod reg {
 
 use reg::*;
 
-/// Device ids accepted: 82599 variants (SFP, KX4, CX4, BX, T3, X520) and X540.
-pub const DEVICE_IDS: [u16; 10] = [
-    0x10FB, 0x10F7, 0x10FC, 0x1517, 0x10F8, 0x10F9, 0x154D, 0x151C, 0x1528, 0x1557,
-];
-/// Most RSS queues on 82599.
+/// Most RSS queues on 82599. The ids this driver accepts are those of
+/// `family::INTEL_MODELS` in family 82599/X520 SFP+; other 82599, X540 and X550 ports are
+/// named and refused there.
 pub const MAX_QUEUES: usize = 16;
 
 const RESET_TIMEOUT: u64 = ms(100);
@@ -312,14 +310,12 @@ pub fn open<H: Hal, const RXN: usize, const TXN: usize>(
     cfg: &IxgbeConfig,
 ) -> Result<IxgbeParts<Mmio, RXN, TXN>> {
     let (vendor, device) = pci::ids(hal, addr);
-    if vendor != crate::igb::INTEL || !DEVICE_IDS.contains(&device) {
-        return Err(Error::UnsupportedDevice(vendor, device));
-    }
+    crate::family::driven_by(vendor, device, crate::family::Driver::Ixgbe)?;
     pci::enable_bus_master(hal, addr);
     let bar = pci::memory_bar(hal, addr, 0)?;
     // SAFETY: `bar` is BAR0 of `addr`, read from its configuration space just now, and for
-    // every id in `DEVICE_IDS` BAR0 is the device's register window of at least 512 KiB. Nothing in
-    // Ferrule uses device registers as memory.
+    // every ixgbe id in `family::INTEL_MODELS` BAR0 is the device's register window of at
+    // least 512 KiB. Nothing in Ferrule uses device registers as memory.
     let mmio = unsafe { Mmio::map(hal, bar, 512 * 1024)? };
     init(hal, mmio, cfg)
 }

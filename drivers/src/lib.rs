@@ -51,6 +51,7 @@ pub mod dma;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod family;
 #[allow(unsafe_code)]
 pub mod hal;
 pub mod igb;

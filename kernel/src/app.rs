@@ -6,7 +6,9 @@
 use core::fmt;
 
 /// Most cores an image supports; cores beyond this in the MADT are reported and left off.
-pub const MAX_CORES: usize = 64;
+/// Per-core storage is allocated for the cores actually online, so a larger limit costs
+/// only the MADT bookkeeping (4 bytes a core) and the guard-page registry (32 bytes a core).
+pub const MAX_CORES: usize = 1024;
 /// Most PCI functions recorded by the scan.
 pub const MAX_PCI_FUNCTIONS: usize = 128;
 

@@ -6,8 +6,9 @@
 
 use core::fmt;
 
-/// Most memory-map entries kept; firmware maps have a few dozen at most.
-pub const MAX_REGIONS: usize = 128;
+/// Most memory-map entries kept (after merging neighbours of the same kind): e820 maps have
+/// a few dozen, EFI maps a few hundred descriptors that merge to far fewer.
+pub const MAX_REGIONS: usize = 256;
 
 /// Magic value in `EAX` when GRUB (or any multiboot2 loader) enters the kernel.
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
@@ -30,6 +31,23 @@ pub enum MemKind {
 }
 
 impl MemKind {
+    /// Maps an EFI memory type (`EFI_MEMORY_DESCRIPTOR.Type`) as seen after
+    /// `ExitBootServices`: the loader's and boot services' memory is free RAM again (the
+    /// kernel image and the loader's information are reserved separately), runtime services
+    /// and MMIO stay reserved.
+    pub fn from_efi(kind: u32) -> MemKind {
+        match kind {
+            // LoaderCode, LoaderData, BootServicesCode, BootServicesData, ConventionalMemory.
+            1..=4 | 7 => MemKind::Usable,
+            8 => MemKind::Bad,
+            9 => MemKind::AcpiReclaimable,
+            10 => MemKind::AcpiNvs,
+            // Reserved, runtime services, MMIO, port space, PAL code, persistent memory,
+            // unaccepted memory and anything newer.
+            _ => MemKind::Reserved,
+        }
+    }
+
     /// Maps the e820 / multiboot2 type number (they share numbering).
     pub fn from_e820(kind: u32) -> MemKind {
         match kind {
@@ -85,6 +103,9 @@ pub struct BootInfo {
     pub info_range: (u64, u64),
     /// Entries dropped because the map had more than [`MAX_REGIONS`].
     pub dropped_regions: usize,
+    /// Whether the memory map came from the multiboot2 EFI memory map (tag 17), which is
+    /// preferred to the e820-style one (tag 6) when a loader passes both.
+    pub efi_memory_map: bool,
 }
 
 /// Why boot information could not be read.
@@ -136,24 +157,33 @@ impl BootInfo {
             rsdp: None,
             info_range: (0, 0),
             dropped_regions: 0,
+            efi_memory_map: false,
         }
     }
 
-    fn push(&mut self, start: u64, len: u64, kind: u32) {
+    /// Adds a region; one that continues the previous region with the same kind extends it.
+    fn push(&mut self, start: u64, len: u64, kind: MemKind) {
         let end = start.saturating_add(len);
         if end <= start {
             return;
+        }
+        if let Some(last) = self.regions[..self.count].last_mut() {
+            if last.kind == kind && last.end == start {
+                last.end = end;
+                return;
+            }
         }
         if self.count == MAX_REGIONS {
             self.dropped_regions += 1;
             return;
         }
-        self.regions[self.count] = MemRegion {
-            start,
-            end,
-            kind: MemKind::from_e820(kind),
-        };
+        self.regions[self.count] = MemRegion { start, end, kind };
         self.count += 1;
+    }
+
+    fn clear_regions(&mut self) {
+        self.count = 0;
+        self.dropped_regions = 0;
     }
 
     /// The memory map as the loader gave it.
@@ -192,8 +222,9 @@ impl BootInfo {
 
     /// Parses a multiboot2 information structure (`mbi` starts with `total_size`).
     ///
-    /// Reads tag 6 (memory map), 14/15 (ACPI RSDP copies; the address of the copy is kept,
-    /// with `mbi_phys` the physical address of `mbi`).
+    /// Reads tag 6 (memory map), 17 (EFI memory map, preferred to tag 6 when both are
+    /// present), 14/15 (ACPI RSDP copies; the address of the copy is kept, with `mbi_phys`
+    /// the physical address of `mbi`).
     pub fn parse_multiboot2(mbi: &[u8], mbi_phys: u64) -> Result<BootInfo, BootInfoError> {
         let total = u32_at(mbi, 0)? as usize;
         if total < 8 || total > mbi.len() {
@@ -212,15 +243,35 @@ impl BootInfo {
             }
             match kind {
                 0 => break,
-                6 => {
+                6 if !info.efi_memory_map => {
                     let entry_size = u32_at(mbi, off + 8)? as usize;
                     if entry_size < 24 {
                         return Err(BootInfoError::BadTag);
                     }
                     let mut e = off + 16;
                     while e + entry_size <= off + size {
-                        info.push(u64_at(mbi, e)?, u64_at(mbi, e + 8)?, u32_at(mbi, e + 16)?);
+                        let kind = MemKind::from_e820(u32_at(mbi, e + 16)?);
+                        info.push(u64_at(mbi, e)?, u64_at(mbi, e + 8)?, kind);
                         e += entry_size;
+                    }
+                    saw_mmap = true;
+                }
+                // The EFI memory map: descriptor size and version, then descriptors of at
+                // least 40 bytes (type u32, padding, physical start, virtual start, number
+                // of 4 KiB pages, attributes). It replaces an e820-style map seen before.
+                17 => {
+                    let desc_size = u32_at(mbi, off + 8)? as usize;
+                    if desc_size < 40 {
+                        return Err(BootInfoError::BadTag);
+                    }
+                    info.clear_regions();
+                    info.efi_memory_map = true;
+                    let mut e = off + 16;
+                    while e + desc_size <= off + size {
+                        let kind = MemKind::from_efi(u32_at(mbi, e)?);
+                        let pages = u64_at(mbi, e + 24)?;
+                        info.push(u64_at(mbi, e + 8)?, pages.saturating_mul(4096), kind);
+                        e += desc_size;
                     }
                     saw_mmap = true;
                 }
@@ -260,11 +311,8 @@ impl BootInfo {
         let entries = u32_at(start_info, 48)? as usize;
         for i in 0..entries {
             let e = i * 24;
-            info.push(
-                u64_at(memmap, e)?,
-                u64_at(memmap, e + 8)?,
-                u32_at(memmap, e + 16)?,
-            );
+            let kind = MemKind::from_e820(u32_at(memmap, e + 16)?);
+            info.push(u64_at(memmap, e)?, u64_at(memmap, e + 8)?, kind);
         }
         Ok(info)
     }
@@ -374,6 +422,111 @@ mod tests {
             BootInfo::parse_multiboot2(&huge, 0).unwrap_err(),
             BootInfoError::BadTag
         );
+    }
+
+    fn efi_desc(body: &mut Vec<u8>, desc_size: usize, kind: u32, start: u64, pages: u64) {
+        let at = body.len();
+        body.extend_from_slice(&kind.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&start.to_le_bytes());
+        body.extend_from_slice(&0xdead_0000u64.to_le_bytes()); // virtual start: ignored
+        body.extend_from_slice(&pages.to_le_bytes());
+        body.extend_from_slice(&0xfu64.to_le_bytes()); // attributes: ignored
+        body.resize(at + desc_size, 0xee);
+    }
+
+    /// An EFI memory map as OVMF hands it over (48-byte descriptors), with RAM above 4 GiB.
+    fn efi_mmap_tag_body() -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&48u32.to_le_bytes());
+        t.extend_from_slice(&1u32.to_le_bytes());
+        efi_desc(&mut t, 48, 3, 0, 1); // boot services code: free again
+        efi_desc(&mut t, 48, 7, 0x1000, 0x9f); // conventional, merges with the page before
+        efi_desc(&mut t, 48, 0, 0xa0000, 0x60); // reserved
+        efi_desc(&mut t, 48, 7, 0x100000, 0x700); // conventional
+        efi_desc(&mut t, 48, 2, 0x800000, 0x100); // loader data (GRUB, the kernel)
+        efi_desc(&mut t, 48, 4, 0x900000, 0x7000); // boot services data
+        efi_desc(&mut t, 48, 9, 0x7900000, 0x10); // ACPI reclaim
+        efi_desc(&mut t, 48, 10, 0x7910000, 0x80); // ACPI NVS
+        efi_desc(&mut t, 48, 6, 0x7990000, 0x20); // runtime services data
+        efi_desc(&mut t, 48, 11, 0xffc0_0000, 0x400); // flash MMIO
+        efi_desc(&mut t, 48, 7, 0x1_0000_0000, 0x10_0000); // 4 GiB of RAM above 4 GiB
+        efi_desc(&mut t, 48, 8, 0x2_0000_0000, 1); // one bad page
+        t
+    }
+
+    fn multiboot2_with(tags: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut b = vec![0u8; 8];
+        for (kind, body) in tags {
+            tag(&mut b, *kind, body);
+        }
+        tag(&mut b, 0, &[]);
+        let total = b.len() as u32;
+        b[..4].copy_from_slice(&total.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn efi_memory_map_is_parsed_and_preferred_to_e820() {
+        let mut e820 = Vec::new();
+        e820.extend_from_slice(&24u32.to_le_bytes());
+        e820.extend_from_slice(&0u32.to_le_bytes());
+        mmap_entry(&mut e820, 0, 0x9fc00, 1);
+        mmap_entry(&mut e820, 0x100000, 0x1000000, 1);
+        let want = [
+            (0, 0xa0000, MemKind::Usable),
+            (0xa0000, 0x100000, MemKind::Reserved),
+            (0x100000, 0x7900000, MemKind::Usable),
+            (0x7900000, 0x7910000, MemKind::AcpiReclaimable),
+            (0x7910000, 0x7990000, MemKind::AcpiNvs),
+            (0x7990000, 0x79b0000, MemKind::Reserved),
+            (0xffc0_0000, 0x1_0000_0000, MemKind::Reserved),
+            (0x1_0000_0000, 0x2_0000_0000, MemKind::Usable),
+            (0x2_0000_0000, 0x2_0000_1000, MemKind::Bad),
+        ];
+        // Either order of the two tags: the EFI map wins.
+        for tags in [
+            vec![(6, e820.clone()), (17, efi_mmap_tag_body())],
+            vec![(17, efi_mmap_tag_body()), (6, e820.clone())],
+        ] {
+            let info = BootInfo::parse_multiboot2(&multiboot2_with(&tags), 0x10000).unwrap();
+            assert!(info.efi_memory_map);
+            let got: Vec<(u64, u64, MemKind)> = info
+                .regions()
+                .iter()
+                .map(|r| (r.start, r.end, r.kind))
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(info.usable_bytes(), 0xa0000 + 0x7800000 + 0x1_0000_0000);
+            assert_eq!(info.top_of_ram(), 0x2_0000_1000);
+            assert_eq!(info.dropped_regions, 0);
+        }
+        // Only the e820 map: used, and said so.
+        let info = BootInfo::parse_multiboot2(&multiboot2_with(&[(6, e820)]), 0).unwrap();
+        assert!(!info.efi_memory_map);
+        assert_eq!(info.usable_bytes(), 0x9fc00 + 0x1000000);
+    }
+
+    #[test]
+    fn efi_memory_map_bad_descriptor_size_and_truncation_are_errors() {
+        let mut small = efi_mmap_tag_body();
+        small[..4].copy_from_slice(&39u32.to_le_bytes());
+        assert_eq!(
+            BootInfo::parse_multiboot2(&multiboot2_with(&[(17, small)]), 0).unwrap_err(),
+            BootInfoError::BadTag
+        );
+        let b = multiboot2_with(&[(17, efi_mmap_tag_body())]);
+        for cut in [12, 40, b.len() - 9] {
+            assert!(
+                BootInfo::parse_multiboot2(&b[..cut], 0).is_err(),
+                "cut {cut}"
+            );
+        }
+        // A partial last descriptor is ignored, not read past the tag.
+        let mut body = efi_mmap_tag_body();
+        body.truncate(body.len() - 8);
+        let info = BootInfo::parse_multiboot2(&multiboot2_with(&[(17, body)]), 0).unwrap();
+        assert_eq!(info.top_of_ram(), 0x2_0000_0000);
     }
 
     #[test]

@@ -148,6 +148,12 @@ impl FrameAllocator {
     /// Allocates `len` bytes (rounded up to frames) of physically contiguous memory aligned
     /// to `align` (a power of two, at least [`FRAME_SIZE`]); returns the physical start.
     pub fn alloc(&mut self, len: u64, align: u64) -> Result<u64, FrameError> {
+        self.alloc_above(len, align, 0)
+    }
+
+    /// Like [`FrameAllocator::alloc`], but the run starts at or above `min` (e.g. 4 GiB, to
+    /// put DMA buffers where only 64-bit addressing reaches them).
+    pub fn alloc_above(&mut self, len: u64, align: u64, min: u64) -> Result<u64, FrameError> {
         if len == 0 || !align.is_power_of_two() || align < FRAME_SIZE {
             return Err(FrameError::BadRequest);
         }
@@ -157,7 +163,8 @@ impl FrameAllocator {
             & !(FRAME_SIZE - 1);
         for i in 0..self.count {
             let f = self.free[i];
-            let Some(start) = f.start.checked_add(align - 1).map(|s| s & !(align - 1)) else {
+            let from = f.start.max(min);
+            let Some(start) = from.checked_add(align - 1).map(|s| s & !(align - 1)) else {
                 continue;
             };
             let Some(end) = start.checked_add(len) else {
@@ -188,6 +195,28 @@ impl FrameAllocator {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn alloc_above_starts_at_the_bound_and_keeps_the_rest_free() {
+        let mut a = FrameAllocator::new();
+        a.add(0x100000, 0x8000_0000).unwrap();
+        a.add(0x1_0000_0000, 0x2_8000_0000).unwrap();
+        let before = a.free_bytes();
+        // Low allocations still come from the bottom.
+        assert_eq!(a.alloc(0x1000, 0x1000), Ok(0x100000));
+        // Above 4 GiB: the first fitting run at or past the bound, aligned.
+        assert_eq!(a.alloc_above(0x3000, 0x1000, 1 << 32), Ok(0x1_0000_0000));
+        assert_eq!(a.alloc_above(0x1000, 0x10000, 1 << 32), Ok(0x1_0001_0000));
+        // A bound inside a free range splits it; the part below stays free.
+        assert_eq!(a.alloc_above(0x1000, 0x1000, 0x4000_0123), Ok(0x4000_1000));
+        assert!(a.is_free(0x4000_0000, 0x4000_1000));
+        assert_eq!(a.free_bytes(), before - 0x1000 - 0x3000 - 0x1000 - 0x1000);
+        // Nothing fits above the top of RAM.
+        assert_eq!(
+            a.alloc_above(0x1000, 0x1000, 0x2_8000_0000),
+            Err(FrameError::OutOfMemory)
+        );
+    }
 
     #[test]
     fn reserve_splits_and_alloc_skips_reserved() {

@@ -55,3 +55,69 @@ unsafe impl drivers::Hal for KernelHal {
         unsafe { pci::write32(kernel_address(addr), off, value) }
     }
 }
+
+/// A [`drivers::Hal`] whose DMA memory comes from at or above a physical address (e.g.
+/// 4 GiB): to run a NIC's rings and buffers where only 64-bit DMA reaches, and to check it
+/// does. Everything else is [`KernelHal`]'s. It records the span of what it handed out.
+#[derive(Debug)]
+pub struct DmaAbove {
+    min: u64,
+    regions: core::sync::atomic::AtomicU64,
+    lowest: core::sync::atomic::AtomicU64,
+    highest_end: core::sync::atomic::AtomicU64,
+}
+
+impl DmaAbove {
+    /// DMA memory at or above `min`.
+    pub const fn new(min: u64) -> DmaAbove {
+        DmaAbove {
+            min,
+            regions: core::sync::atomic::AtomicU64::new(0),
+            lowest: core::sync::atomic::AtomicU64::new(u64::MAX),
+            highest_end: core::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// How many DMA regions were handed out, the lowest physical address and the end of the
+    /// highest one.
+    pub fn span(&self) -> (u64, u64, u64) {
+        use core::sync::atomic::Ordering::Relaxed;
+        (
+            self.regions.load(Relaxed),
+            self.lowest.load(Relaxed),
+            self.highest_end.load(Relaxed),
+        )
+    }
+}
+
+// SAFETY: `mem::dma_alloc_above` gives the same guarantees as `mem::dma_alloc` (fresh,
+// zeroed, never freed, identity-mapped write-back RAM, aligned to the request, all RAM
+// above 4 GiB included); the rest is `KernelHal`'s implementation, whose safety note holds.
+unsafe impl drivers::Hal for DmaAbove {
+    fn dma_alloc(&self, size: usize, align: usize) -> Option<drivers::DmaRegion> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let r = mem::dma_alloc_above(size, align.max(4096), self.min).ok()?;
+        self.regions.fetch_add(1, Relaxed);
+        self.lowest.fetch_min(r.phys(), Relaxed);
+        self.highest_end
+            .fetch_max(r.phys() + r.len() as u64, Relaxed);
+        Some(r)
+    }
+
+    fn map_mmio(&self, phys: u64, len: usize) -> Option<NonNull<u8>> {
+        drivers::Hal::map_mmio(&KernelHal, phys, len)
+    }
+
+    fn now_ns(&self) -> u64 {
+        time::now_ns()
+    }
+
+    fn pci_read32(&self, addr: drivers::PciAddr, off: u16) -> u32 {
+        drivers::Hal::pci_read32(&KernelHal, addr, off)
+    }
+
+    unsafe fn pci_write32(&self, addr: drivers::PciAddr, off: u16, value: u32) {
+        // SAFETY: the caller upholds `Hal::pci_write32`'s contract, which is KernelHal's.
+        unsafe { drivers::Hal::pci_write32(&KernelHal, addr, off, value) }
+    }
+}

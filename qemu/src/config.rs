@@ -32,6 +32,21 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// The most vCPUs QEMU 10 gives this machine (`-smp`): q35 4096, i440fx 255.
+    pub fn max_cores(self) -> u32 {
+        match self {
+            Machine::Q35 => 4096,
+            Machine::Pc => 255,
+        }
+    }
+}
+
+/// From this many vCPUs on, APIC ids go past 255 and the CPU model needs x2APIC
+/// (`x2apic=on`, which [`Config::args`] adds). QEMU 10 needs nothing else, under TCG or KVM
+/// (no split irqchip, no interrupt-remapping IOMMU: checked with 300 vCPUs on both).
+pub const X2APIC_CORES: u32 = 256;
+
 impl std::str::FromStr for Machine {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -286,8 +301,13 @@ impl Config {
                 return Err("a disk image needs firmware seabios or ovmf, not direct".into())
             }
         }
-        if self.cores == 0 || self.cores > 255 {
-            return Err(format!("cores must be 1..=255, not {}", self.cores));
+        let max = self.machine.max_cores();
+        if self.cores == 0 || self.cores > max {
+            return Err(format!(
+                "cores must be 1..={max} on machine {}, not {}",
+                self.machine.name(),
+                self.cores
+            ));
         }
         if self.memory_mib < 32 {
             return Err(format!(
@@ -315,14 +335,27 @@ impl Config {
     pub fn args(&self, paths: &RunPaths, accel_kvm: bool) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(OsString::from(s));
+        let x2apic = self.cores >= X2APIC_CORES;
         push("-machine");
         push(self.machine.name());
         push("-accel");
         push(if accel_kvm { "kvm" } else { "tcg" });
-        if let Some(cpu) = &self.cpu {
-            push("-cpu");
-            push(cpu);
+        match (&self.cpu, x2apic) {
+            (Some(cpu), false) => {
+                push("-cpu");
+                push(cpu);
+            }
+            (cpu, true) => {
+                push("-cpu");
+                push(&format!(
+                    "{},x2apic=on",
+                    cpu.as_deref()
+                        .unwrap_or(if accel_kvm { "host" } else { "qemu64" })
+                ));
+            }
+            (None, false) => {}
         }
+
         push("-smp");
         push(&self.cores.to_string());
         push("-m");
@@ -531,6 +564,49 @@ mod tests {
         assert!(c.validate().is_err());
         assert!(Config::kernel("/k").with_cores(0).validate().is_err());
         assert!(Config::kernel("/k").with_memory_mib(8).validate().is_err());
+    }
+
+    #[test]
+    fn core_limits_follow_the_machine_and_many_cores_get_x2apic() {
+        assert!(Config::kernel("/k").with_cores(4096).validate().is_ok());
+        assert_eq!(
+            Config::kernel("/k")
+                .with_cores(4097)
+                .validate()
+                .unwrap_err(),
+            "cores must be 1..=4096 on machine q35, not 4097"
+        );
+        let pc = Config::kernel("/k").with_machine(Machine::Pc);
+        assert!(pc.clone().with_cores(255).validate().is_ok());
+        assert_eq!(
+            pc.with_cores(256).validate().unwrap_err(),
+            "cores must be 1..=255 on machine pc, not 256"
+        );
+        // Up to 255 cores nothing changes; from 256 on TCG needs only an x2APIC CPU.
+        let s = joined(&Config::kernel("/k").with_cores(255));
+        assert!(s.starts_with("-machine q35 -accel tcg -smp 255 "), "{s}");
+        let s = joined(&Config::kernel("/k").with_cores(300));
+        assert!(
+            s.starts_with("-machine q35 -accel tcg -cpu qemu64,x2apic=on -smp 300 "),
+            "{s}"
+        );
+        assert!(!s.contains("intel-iommu"), "{s}");
+        let s = joined(&Config::kernel("/k").with_cores(300).with_cpu("max"));
+        assert!(s.contains("-cpu max,x2apic=on -smp 300 "), "{s}");
+        // KVM: the host CPU with x2APIC, nothing else.
+        let p = RunPaths::new(Path::new("/r"));
+        let a: Vec<String> = Config::kernel("/k")
+            .with_cores(300)
+            .args(&p, true)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let s = a.join(" ");
+        assert!(
+            s.starts_with("-machine q35 -accel kvm -cpu host,x2apic=on -smp 300 "),
+            "{s}"
+        );
+        assert!(!s.contains("intel-iommu"), "{s}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ fn host_bridge(m: Machine) -> (u16, u16) {
     }
 }
 
-fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32, loader: &str) {
+/// Checks one boot; returns its console lines.
+fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32, loader: &str) -> Vec<String> {
     let line = vm.expect_line("`cores online: N`", |l| parse_cores_online(l).is_some());
     let up = vm.elapsed();
     let t = Instant::now();
@@ -52,6 +53,7 @@ fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32, loader: &str
         up.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
+    vm.lines()
 }
 
 fn direct(machine: Machine, cores: u32) {
@@ -62,7 +64,7 @@ fn direct(machine: Machine, cores: u32) {
             .with_cores(cores)
             .with_timeout(timeout_for(Firmware::Direct)),
     );
-    check_boot(
+    let _ = check_boot(
         vm,
         &format!("direct {machine:?} {cores} cores"),
         machine,
@@ -108,12 +110,23 @@ fn disk(firmware: Firmware, cores: u32) {
             .with_cores(cores)
             .with_timeout(timeout_for(firmware)),
     );
-    check_boot(
+    let lines = check_boot(
         vm,
         &format!("disk image {firmware:?} q35 {cores} cores"),
         Machine::Q35,
         cores,
         "multiboot2",
+    );
+    // GRUB on UEFI passes the EFI memory map (multiboot2 tag 17), which the kernel prefers;
+    // on BIOS there is none.
+    let efi = lines
+        .iter()
+        .any(|l| l.starts_with("mem: memory map from the EFI memory map, "));
+    assert_eq!(
+        efi,
+        firmware == Firmware::Ovmf,
+        "{firmware:?}: EFI memory map used: {efi}; console:\n{}",
+        lines.join("\n")
     );
 }
 

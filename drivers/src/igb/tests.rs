@@ -498,3 +498,102 @@ fn property_rx_ring_matches_fifo_model() {
         );
     }
 }
+
+/// Family I350: the 82576's register sequence exactly, but only 8 queues, so the RETA spreads
+/// over queues 0..=7 and a ninth queue is refused before the device is touched.
+#[test]
+fn i350_family_runs_the_82576_sequence_with_at_most_8_queues() {
+    let (a, ha) = (model(), FakeHal::new());
+    up(&a, &ha, &IgbConfig::symmetric(8)).unwrap();
+    let (b, hb) = (model(), FakeHal::new());
+    init_family::<_, _, RXN, TXN>(&hb, b.clone(), &IgbConfig::symmetric(8), Family::I350).unwrap();
+    // Identical but for the rings' DMA addresses (host heap memory differs per run).
+    let same = |log: Vec<Access>| -> Vec<Access> {
+        log.into_iter()
+            .map(|x| match x {
+                Access::Write(r, _)
+                    if (0xC000..0xC400).contains(&r.0) || (0xE000..0xE400).contains(&r.0) =>
+                {
+                    match r.0 & 0x3F {
+                        0 | 4 => Access::Write(r, 0),
+                        _ => x,
+                    }
+                }
+                x => x,
+            })
+            .collect()
+    };
+    assert_eq!(same(a.log()), same(b.log()));
+    for i in 0..32 {
+        let want = if i % 2 == 0 { 0x0302_0100 } else { 0x0706_0504 };
+        assert_eq!(b.get(Reg(RETA.0 + 4 * i)), want, "RETA {i}");
+    }
+    let c = model();
+    assert_eq!(
+        init_family::<_, _, RXN, TXN>(
+            &FakeHal::new(),
+            c.clone(),
+            &IgbConfig::symmetric(9),
+            Family::I350
+        )
+        .err(),
+        Some(Error::BadConfig("rx_queues must be 1..=8 on an I350"))
+    );
+    assert!(c.log().is_empty(), "{}", c.dump());
+    // The 82576 takes all 16; an ixgbe family is not igb's.
+    let (d, hd) = (model(), FakeHal::new());
+    let parts = up(&d, &hd, &IgbConfig::symmetric(16)).unwrap();
+    assert_eq!(parts.rx.len(), 16);
+    assert_eq!(d.get(Reg(RETA.0 + 4 * 3)), 0x0F0E_0D0C);
+    assert_eq!(
+        init_family::<_, _, RXN, TXN>(
+            &FakeHal::new(),
+            model(),
+            &IgbConfig::symmetric(1),
+            Family::I82599Sfp
+        )
+        .err(),
+        Some(Error::BadConfig(
+            "igb drives the 82576 and I350 families only"
+        ))
+    );
+}
+
+/// `open` reads the family from the one table: copper 82576/I350 ports are driven (they
+/// get as far as the BAR), fibre/SerDes ports and other vendors' ids are refused by name
+/// before the device is touched.
+#[test]
+fn open_drives_copper_ports_and_refuses_serdes_by_name() {
+    let a = PciAddr {
+        bus: 0,
+        dev: 4,
+        func: 0,
+    };
+    for (id, want) in [
+        (0x10C9u32, (Error::MmioMap)),
+        (0x1521, (Error::MmioMap)),
+        (
+            0x1522,
+            (Error::RefusedModel(crate::family::intel_model(0x1522).unwrap())),
+        ),
+        (
+            0x10E6,
+            (Error::RefusedModel(crate::family::intel_model(0x10E6).unwrap())),
+        ),
+        (0x10FB, (Error::UnsupportedDevice(0x8086, 0x10FB))),
+    ] {
+        let hal = FakeHal::new();
+        hal.set_pci(a, 0, id << 16 | 0x8086);
+        hal.set_pci(a, 0x10, 0xFEB0_0000);
+        let got = open::<_, RXN, TXN>(&hal, a, &IgbConfig::symmetric(1)).map(|_| ());
+        assert_eq!(got.err(), Some(want), "device {id:04x}");
+        // Refused devices are left alone: bus mastering stays off.
+        let touched = hal.get_pci(a, 4) & pci::CMD_BUS_MASTER != 0;
+        assert_eq!(touched, matches!(id, 0x10C9 | 0x1521), "device {id:04x}");
+    }
+    assert_eq!(
+        Error::RefusedModel(crate::family::intel_model(0x1522).unwrap()).to_string(),
+        "Intel I350 fibre (8086:1522, I350) is not supported: fibre/SerDes link (PCS) \
+         bring-up is not implemented; igb drives copper ports"
+    );
+}

@@ -218,3 +218,45 @@ fn promiscuous_and_bad_config() {
         Some(Error::BadConfig(_))
     ));
 }
+
+/// `open` reads the family from the one table: 82599/X520 SFP+ ports get the sequence of
+/// `init_follows_ixy_and_datasheet_order` (they get as far as the BAR here); 82599 ports
+/// needing another AUTOC link mode and 10GBASE-T X540/X550 ports are refused by name before
+/// the device is touched, and igb ids are not ixgbe's.
+#[test]
+fn open_drives_sfp_ports_and_refuses_other_link_modes_by_name() {
+    use crate::hal::{pci, PciAddr};
+    let a = PciAddr {
+        bus: 0,
+        dev: 5,
+        func: 0,
+    };
+    let refused = |id: u16| Error::RefusedModel(crate::family::intel_model(id).unwrap());
+    for (id, want) in [
+        (0x10FBu16, (Error::MmioMap)),
+        (0x154D, (Error::MmioMap)),
+        (0x1557, (Error::MmioMap)),
+        (0x10F7, refused(0x10F7)),
+        (0x10FC, refused(0x10FC)),
+        (0x1528, refused(0x1528)),
+        (0x1563, refused(0x1563)),
+        (0x10C9, (Error::UnsupportedDevice(0x8086, 0x10C9))),
+    ] {
+        let hal = FakeHal::new();
+        hal.set_pci(a, 0, (id as u32) << 16 | 0x8086);
+        hal.set_pci(a, 0x10, 0xFEB0_0000);
+        let got = open::<_, RXN, TXN>(&hal, a, &IxgbeConfig::symmetric(1)).map(|_| ());
+        assert_eq!(got.err(), Some(want), "device {id:04x}");
+        let touched = hal.get_pci(a, 4) & pci::CMD_BUS_MASTER != 0;
+        assert_eq!(
+            touched,
+            matches!(id, 0x10FB | 0x154D | 0x1557),
+            "device {id:04x}"
+        );
+    }
+    assert_eq!(
+        Error::RefusedModel(crate::family::intel_model(0x10F7).unwrap()).to_string(),
+        "Intel 82599 KX4 (8086:10f7, 82599 backplane/KX4/CX4/XAUI) is not supported: its AUTOC \
+         link mode (KX4/KR/CX4/XAUI) is not implemented; ixgbe drives SFP+ ports"
+    );
+}

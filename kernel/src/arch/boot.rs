@@ -9,7 +9,8 @@
 //! The kernel then builds its real page tables (see `mem::paging`).
 //!
 //! The application-processor trampoline (`ap_tramp_*`) is copied below 1 MiB by `smp` and
-//! walks real mode → protected mode → long mode on the kernel's page tables.
+//! walks real mode → protected mode → long mode on the kernel's page tables, then finds its
+//! own slot in `smp`'s table by APIC id and calls `ap_entry` on that slot's stack.
 
 core::arch::global_asm!(
     r#"
@@ -128,7 +129,10 @@ boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4096 * 4
-    .balign 16
+    .balign 4096
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
 boot_stack:
     .skip 65536
 boot_stack_top:
@@ -138,9 +142,9 @@ boot_stack_top:
     .global ap_tramp_start
     .global ap_tramp_end
     .global ap_tramp_cr3
-    .global ap_tramp_stack
+    .global ap_tramp_table
+    .global ap_tramp_count
     .global ap_tramp_entry
-    .global ap_tramp_arg
 ap_tramp_start:
     cli
     cld
@@ -181,11 +185,42 @@ ap_lm:
     xor %ax, %ax
     mov %ax, %fs
     mov %ax, %gs
-    mov (0x8000 + ap_tramp_stack - ap_tramp_start), %rsp
-    mov (0x8000 + ap_tramp_arg - ap_tramp_start), %rdi
+    // Which core is this? The x2APIC id from CPUID leaf 0xB where the CPU has it, else
+    // the 8-bit xAPIC id from leaf 1. No stack is needed for any of this.
+    mov $1, %eax
+    cpuid
+    shr $24, %ebx
+    mov %ebx, %r8d
+    xor %eax, %eax
+    cpuid
+    cmp $0xb, %eax
+    jb 5f
+    mov $0xb, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %edx, %r8d
+5:
+    // Find this core's own slot (32 bytes: apic id, state, stack top, ...) and run on its
+    // stack: a core that starts late still reads only what was written for it.
+    mov (0x8000 + ap_tramp_table - ap_tramp_start), %rsi
+    mov (0x8000 + ap_tramp_count - ap_tramp_start), %rcx
+6:
+    test %rcx, %rcx
+    jz 4f
+    cmp %r8d, (%rsi)
+    je 7f
+    add $32, %rsi
+    dec %rcx
+    jmp 6b
+7:
+    mov 8(%rsi), %rsp
+    test %rsp, %rsp
+    jz 4f
+    mov %rsi, %rdi
     mov (0x8000 + ap_tramp_entry - ap_tramp_start), %rax
     call *%rax
 4:
+    cli
     hlt
     jmp 4b
 
@@ -201,11 +236,11 @@ ap_gdt_ptr:
     .balign 8
 ap_tramp_cr3:
     .quad 0
-ap_tramp_stack:
+ap_tramp_table:
+    .quad 0
+ap_tramp_count:
     .quad 0
 ap_tramp_entry:
-    .quad 0
-ap_tramp_arg:
     .quad 0
 ap_tramp_end:
     .text

@@ -17,19 +17,33 @@ pub const FAULT_STACK_SIZE: usize = 16 * 1024;
 pub struct CoreTables {
     gdt: GlobalDescriptorTable,
     tss: TaskStateSegment,
-    fault_stack: [u8; FAULT_STACK_SIZE],
+}
+
+/// The boot core's double-fault stack with its guard page below (static: it is loaded
+/// before the frame allocator exists; the guard is unmapped once paging is up).
+#[repr(C, align(4096))]
+struct BootFaultStack {
+    guard: [u8; 4096],
+    stack: [u8; FAULT_STACK_SIZE],
 }
 
 static BOOT_DONE: AtomicBool = AtomicBool::new(false);
 static mut BOOT_STORAGE: CoreTables = CoreTables {
     gdt: GlobalDescriptorTable::new(),
     tss: TaskStateSegment::new(),
-    fault_stack: [0; FAULT_STACK_SIZE],
+};
+static mut BOOT_FAULT_STACK: BootFaultStack = BootFaultStack {
+    guard: [0; 4096],
+    stack: [0; FAULT_STACK_SIZE],
 };
 
-fn load(tables: &'static mut CoreTables) {
-    let top = VirtAddr::from_ptr(tables.fault_stack.as_ptr_range().end);
-    tables.tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = top;
+/// Address of the boot core's double-fault stack guard page.
+pub(crate) fn boot_fault_guard() -> u64 {
+    core::ptr::addr_of!(BOOT_FAULT_STACK) as u64
+}
+
+fn load(tables: &'static mut CoreTables, fault_stack_top: u64) {
+    tables.tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = VirtAddr::new(fault_stack_top);
     let tss: &'static TaskStateSegment = &tables.tss;
     let code = tables.gdt.append(Descriptor::kernel_code_segment());
     let data = tables.gdt.append(Descriptor::kernel_data_segment());
@@ -59,15 +73,16 @@ pub fn init_boot_core() {
     // SAFETY: the swap above lets exactly one caller through, once, so this is the only
     // reference ever made to `BOOT_STORAGE`.
     let tables: &'static mut CoreTables = unsafe { &mut *core::ptr::addr_of_mut!(BOOT_STORAGE) };
-    load(tables);
+    let top = boot_fault_guard() + 4096 + FAULT_STACK_SIZE as u64;
+    load(tables, top);
 }
 
-/// Loads freshly allocated tables on an application processor.
-pub(crate) fn init_ap() {
+/// Loads freshly allocated tables on an application processor, whose double-fault stack
+/// (with its guard page) the boot core allocated: `fault_stack_top` is its top.
+pub(crate) fn init_ap(fault_stack_top: u64) {
     let tables = crate::mem::alloc_static(CoreTables {
         gdt: GlobalDescriptorTable::new(),
         tss: TaskStateSegment::new(),
-        fault_stack: [0; FAULT_STACK_SIZE],
     });
-    load(tables);
+    load(tables, fault_stack_top);
 }

@@ -84,6 +84,36 @@ exc_common:
     hlt
     jmp 1b
 
+    // The wake-up IPI: acknowledge it and return to the `hlt` loop that waits for it.
+    // Only caller-saved registers need saving around the Rust call (the guest has no SSE).
+    .global wake_stub
+wake_stub:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    call wake_eoi
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+
+    // A spurious APIC interrupt needs no EOI.
+    .global spurious_stub
+spurious_stub:
+    iretq
+
     .section .rodata.exc_table, "a"
     .balign 8
     .global exc_stub_table
@@ -103,6 +133,13 @@ exc_stub_table:
 
 unsafe extern "C" {
     static exc_stub_table: [u64; 32];
+    fn wake_stub();
+    fn spurious_stub();
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn wake_eoi() {
+    super::lapic::eoi();
 }
 
 /// The registers saved by the entry stub, lowest address first.
@@ -173,12 +210,28 @@ extern "C" fn exception_dispatch(frame: &ExceptionFrame) -> ! {
     let vector = frame.vector as usize;
     let name = NAMES.get(vector).copied().unwrap_or("unknown");
     let mut w = crate::console::RawWriter;
+    // A push onto a guard page faults (#PF), and delivering that #PF on the same stack
+    // faults again, which escalates to a double fault on its own IST stack: either way CR2
+    // names the guard page.
+    if vector == 8 || vector == 14 {
+        let addr = Cr2::read_raw();
+        if let Some((core, kind)) = crate::mem::guard_hit(addr) {
+            let _ = writeln!(
+                w,
+                "\nstack overflow on core {core}: faulting address {addr:#018x} is the guard page below its {} stack",
+                kind.name()
+            );
+        }
+    }
     let _ = writeln!(
         w,
         "\nEXCEPTION: {name} (vector {vector}) on core apic {}",
         super::lapic::id()
     );
     let _ = writeln!(w, "  error code {:#x}", frame.error_code);
+    if vector == 8 {
+        let _ = writeln!(w, "  cr2 {:#018x}", Cr2::read_raw());
+    }
     if vector == 14 {
         let addr = Cr2::read_raw();
         let e = frame.error_code;
@@ -271,6 +324,14 @@ pub fn init() {
             idt.double_fault
                 .set_handler_addr(VirtAddr::new(stubs[8]))
                 .set_stack_index(super::gdt::DOUBLE_FAULT_IST);
+        }
+        // SAFETY: both stubs are interrupt entry points that save what they clobber and
+        // end in `iretq`.
+        unsafe {
+            idt[super::lapic::WAKE_VECTOR]
+                .set_handler_addr(VirtAddr::new(wake_stub as *const () as u64));
+            idt[super::lapic::SPURIOUS_VECTOR]
+                .set_handler_addr(VirtAddr::new(spurious_stub as *const () as u64));
         }
         idt
     });

@@ -67,6 +67,29 @@ fn read_boot_info(magic: u32, info: u64) -> Result<BootInfo, crate::bootinfo::Bo
     }
 }
 
+/// Unmaps the guard pages below the boot core's stacks (both in the kernel image, so only
+/// now that Ferrule's page tables exist).
+fn guard_boot_stacks() {
+    unsafe extern "C" {
+        static boot_stack_guard: u8;
+    }
+    let guards = [
+        (
+            core::ptr::addr_of!(boot_stack_guard) as u64,
+            mem::StackKind::Main,
+        ),
+        (gdt::boot_fault_guard(), mem::StackKind::Fault),
+    ];
+    for (page, kind) in guards {
+        if let Err(e) = mem::guard_page(page, 0, kind) {
+            console::warn!(
+                "mem: boot core's {} stack has no guard page: {e}",
+                kind.name()
+            );
+        }
+    }
+}
+
 /// Brings the machine up (memory, time, ACPI, cores, PCI) and describes it. Runs once, on the
 /// boot core, from [`crate::run`] (crate-private: a second run would feed frames that are
 /// in use back to the allocator).
@@ -79,7 +102,21 @@ pub(crate) fn boot_machine() -> crate::app::Machine {
         boot.loader.name(),
         boot.usable_bytes() >> 20
     );
+    if boot.efi_memory_map {
+        console::info!(
+            "mem: memory map from the EFI memory map, {} regions",
+            boot.regions().len()
+        );
+    }
+    if boot.dropped_regions > 0 {
+        console::warn!(
+            "mem: memory map has {} regions past the {} kept; their RAM is unused",
+            boot.dropped_regions,
+            crate::bootinfo::MAX_REGIONS
+        );
+    }
     mem::init(boot);
+    guard_boot_stacks();
     time::init();
     let acpi = acpi::read(boot.rsdp);
     let (cores, missing) = smp::start_cores(&acpi);

@@ -159,6 +159,52 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<*mut u8, MapError> {
     Ok(phys as *mut u8)
 }
 
+/// Unmaps the 4 KiB page at `page` (a guard page), splitting the 2 MiB page that holds it
+/// into 4 KiB pages with the same flags first. Flushes the page from this core's TLB; other
+/// cores never touched the page (it was just allocated, or is a boot-time guard unmapped
+/// before they start), so they hold no entry for it.
+pub fn unmap_page(page: u64) -> Result<(), MapError> {
+    if !page.is_multiple_of(FRAME_SIZE) || page >= 1 << 47 {
+        return Err(MapError::BadRange);
+    }
+    let pml4 = *PML4.lock();
+    if pml4 == 0 {
+        return Err(MapError::NotReady);
+    }
+    let pdpt = next_table(pml4, ((page >> 39) & 511) as usize)?;
+    let pd = next_table(pdpt, ((page >> 30) & 511) as usize)?;
+    let i = ((page >> 21) & 511) as usize;
+    // SAFETY: `pd` is a page-directory frame owned by this module; `i` < 512.
+    let pde = unsafe { table(pd).add(i).read_volatile() };
+    let pt = if pde & PRESENT != 0 && pde & HUGE != 0 {
+        let pt = super::alloc_frames(FRAME_SIZE, FRAME_SIZE).map_err(|_| MapError::OutOfMemory)?;
+        let base = pde & ADDR_MASK & !(TWO_MIB - 1);
+        // Present, writable, user, write-through, cache-disable and no-execute carry over.
+        let flags = pde & (0x1f | 1 << 63);
+        for j in 0..512u64 {
+            // SAFETY: `pt` is a fresh page-table frame; `j` < 512.
+            unsafe {
+                table(pt)
+                    .add(j as usize)
+                    .write_volatile((base + j * FRAME_SIZE) | flags)
+            };
+        }
+        // SAFETY: as above; the new table maps exactly what the huge page did, so the
+        // single 64-bit store changes no translation.
+        unsafe { table(pd).add(i).write_volatile(pt | PRESENT | WRITABLE) };
+        pt
+    } else if pde & PRESENT != 0 {
+        pde & ADDR_MASK
+    } else {
+        return Err(MapError::BadRange);
+    };
+    let j = ((page >> 12) & 511) as usize;
+    // SAFETY: `pt` is a page table owned by this module; `j` < 512.
+    unsafe { table(pt).add(j).write_volatile(0) };
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+    Ok(())
+}
+
 /// Walks the page tables: the physical address `virt` maps to, if any.
 pub fn translate(virt: u64) -> Option<u64> {
     let mut t = *PML4.lock();
