@@ -100,11 +100,17 @@ fn word(a: &[u8; 16], at: usize) -> [u8; 8] {
 
 pub(crate) const NONE: u32 = u32::MAX;
 
-pub(crate) const F_LIVE: u8 = 1;
-pub(crate) const F_CLIENT_IS_A: u8 = 2;
-pub(crate) const F_IN_PEND: u8 = 4;
-pub(crate) const F_STOPPED: u8 = 8;
-pub(crate) const F_PICKED: u8 = 16;
+// Bits of `FlowSlot::flags`.
+/// The slot holds a live flow.
+pub(crate) const FLOW_LIVE: u8 = 1;
+/// The client is the key's endpoint `a` (the lower address/port).
+pub(crate) const CLIENT_IS_ENDPOINT_A: u8 = 2;
+/// The slot is on the list of flows with pending `CONN_NEW_DATA`.
+pub(crate) const IN_NEW_DATA_LIST: u8 = 4;
+/// `Ctx::stop_monitoring` was called: packets pass untouched, no events.
+pub(crate) const MONITORING_STOPPED: u8 = 8;
+/// The flow was picked up mid-stream.
+pub(crate) const PICKED_UP: u8 = 16;
 
 /// One flow slot: the key, both sides' TCP and buffer state, and the user's per-flow state.
 /// Build storage from [`FlowSlot::EMPTY`].
@@ -139,7 +145,7 @@ impl<F> FlowSlot<F> {
 
     #[inline]
     pub(crate) fn live(&self) -> bool {
-        self.flags & F_LIVE != 0
+        self.flags & FLOW_LIVE != 0
     }
 }
 
@@ -284,7 +290,7 @@ mod tests {
             let (k, _) = FlowKey::new(false, &[i as u8; 16], 1, &[0; 16], 2);
             f.key = k;
             f.hash = (i as u32 % 5) | ((i as u32) << 24); // clustered home buckets
-            f.flags = F_LIVE;
+            f.flags = FLOW_LIVE;
         }
         for (i, f) in flows.iter().enumerate() {
             insert(&mut index, f.hash as u64 | (7 << 32), i as u32);

@@ -84,33 +84,42 @@ impl<'a> Pool<'a> {
     }
 }
 
-pub(crate) const S_ORIGIN: u8 = 1;
-pub(crate) const S_BUF_OFF: u8 = 2;
-pub(crate) const S_LAST: u8 = 4;
-pub(crate) const S_NEWDATA: u8 = 8;
-pub(crate) const S_FIN_SENT: u8 = 16;
-pub(crate) const S_SYN_SENT: u8 = 32;
-pub(crate) const S_SYNACK_SENT: u8 = 64;
-pub(crate) const S_PEER_FIN: u8 = 128;
+// Bits of `SideState::flags`.
+/// The stream this side receives has an origin (its sender's ISN is known, or it was picked up).
+pub(crate) const HAS_ORIGIN: u16 = 1;
+/// Buffering is off for this side: state is tracked, bytes are not stored.
+pub(crate) const BUFFERING_OFF: u16 = 2;
+/// Overlap policy "last copy wins" (`Overlap::Last`); clear: first copy wins.
+pub(crate) const LAST_COPY_WINS: u16 = 4;
+/// New in-order bytes since the last `CONN_NEW_DATA` (raised at the end of the batch).
+pub(crate) const NEW_DATA_PENDING: u16 = 8;
+/// This endpoint sent a FIN (`fin_ack` is valid).
+pub(crate) const SENT_FIN: u16 = 16;
+/// This endpoint sent a SYN.
+pub(crate) const SENT_SYN: u16 = 32;
+/// This endpoint sent a SYN-ACK.
+pub(crate) const SENT_SYN_ACK: u16 = 64;
+/// The peer's FIN was seen (`peer_fin` is valid).
+pub(crate) const PEER_FIN_SEEN: u16 = 128;
 
 /// One side of a flow: the TCP state of that endpoint and the buffer of the bytes it receives.
 #[derive(Debug)]
 pub(crate) struct SideState {
     pub state: u8,
-    pub flags: u8,
+    pub flags: u16,
     /// Window scale this endpoint announced on its SYN (`0xff`: none).
     pub wscale: u8,
-    nisl: u8,
+    island_count: u8,
     /// Sequence number just before offset 0 of the stream this side receives (the peer's ISN).
     pub rcv_isn: u32,
-    /// Sequence number that acknowledges this endpoint's FIN (valid with `S_FIN_SENT`).
+    /// Sequence number that acknowledges this endpoint's FIN (valid with `SENT_FIN`).
     pub fin_ack: u32,
-    /// Sequence number of the peer's FIN (valid with `S_PEER_FIN`).
+    /// Sequence number of the peer's FIN (valid with `PEER_FIN_SEEN`).
     pub peer_fin: u32,
     pub cont_end: u64,
     pub cursor: u64,
     pub base: u64,
-    isl: [(u32, u32); MAX_ISLANDS],
+    island_spans: [(u32, u32); MAX_ISLANDS],
     head: u32,
     tail: u32,
     nchunks: u32,
@@ -136,14 +145,14 @@ impl SideState {
         state: TcpState::Listen as u8,
         flags: 0,
         wscale: 0xff,
-        nisl: 0,
+        island_count: 0,
         rcv_isn: 0,
         fin_ack: 0,
         peer_fin: 0,
         cont_end: 0,
         cursor: 0,
         base: 0,
-        isl: [(0, 0); MAX_ISLANDS],
+        island_spans: [(0, 0); MAX_ISLANDS],
         head: NONE,
         tail: NONE,
         nchunks: 0,
@@ -151,13 +160,13 @@ impl SideState {
     };
 
     #[inline]
-    pub fn has(&self, f: u8) -> bool {
+    pub fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }
 
     #[inline]
     pub fn buffered(&self) -> bool {
-        !self.has(S_BUF_OFF)
+        !self.has(BUFFERING_OFF)
     }
 
     /// The sequence number of stream offset `off`.
@@ -184,7 +193,7 @@ impl SideState {
         data: &[u8],
         cap_chunks: u32,
     ) -> bool {
-        if s != self.cont_end || self.nisl != 0 {
+        if s != self.cont_end || self.island_count != 0 {
             return false;
         }
         let e = s + data.len() as u64;
@@ -232,24 +241,24 @@ impl SideState {
     /// The islands as absolute offsets.
     fn islands(&self) -> heapless::Vec<(u64, u64), MAX_ISLANDS> {
         let mut v = heapless::Vec::new();
-        for &(s, e) in &self.isl[..self.nisl as usize] {
+        for &(s, e) in &self.island_spans[..self.island_count as usize] {
             let _ = v.push((self.cont_end + s as u64, self.cont_end + e as u64));
         }
         v
     }
 
     fn set_islands(&mut self, v: &[(u64, u64)]) {
-        self.nisl = v.len().min(MAX_ISLANDS) as u8;
+        self.island_count = v.len().min(MAX_ISLANDS) as u8;
         for (i, &(s, e)) in v.iter().take(MAX_ISLANDS).enumerate() {
-            self.isl[i] = ((s - self.cont_end) as u32, (e - self.cont_end) as u32);
+            self.island_spans[i] = ((s - self.cont_end) as u32, (e - self.cont_end) as u32);
         }
     }
 
     /// End of the furthest byte received.
     pub fn last_end(&self) -> u64 {
-        match self.nisl {
+        match self.island_count {
             0 => self.cont_end,
-            n => self.cont_end + self.isl[n as usize - 1].1 as u64,
+            n => self.cont_end + self.island_spans[n as usize - 1].1 as u64,
         }
     }
 
@@ -322,9 +331,9 @@ impl SideState {
         }
         // Island limit: a range that touches nothing would need a new island.
         if plan.end > start && start > self.cont_end {
-            let isl = self.islands();
-            let touches = isl.iter().any(|&(a, b)| start <= b && a <= plan.end);
-            if !touches && isl.len() >= MAX_ISLANDS {
+            let islands = self.islands();
+            let touches = islands.iter().any(|&(a, b)| start <= b && a <= plan.end);
+            if !touches && islands.len() >= MAX_ISLANDS {
                 plan.end = start;
             }
         }
@@ -373,29 +382,30 @@ impl SideState {
             // Never record bytes that have no chunk behind them.
             end = end.min(self.base + self.nchunks as u64 * cs);
             // Write: first-wins skips bytes already in islands; last-wins overwrites them.
-            let last = self.has(S_LAST);
-            let isl = self.islands();
+            let last = self.has(LAST_COPY_WINS);
+            let islands = self.islands();
             let mut pos = plan.start;
             while pos < end {
                 let covering = if last {
                     None
                 } else {
-                    isl.iter().find(|&&(a, b)| a <= pos && pos < b)
+                    islands.iter().find(|&&(a, b)| a <= pos && pos < b)
                 };
                 if let Some(&(_, b)) = covering {
                     pos = b;
                     continue;
                 }
-                let next_isl = if last {
+                let next_island = if last {
                     end
                 } else {
-                    isl.iter()
+                    islands
+                        .iter()
                         .filter(|&&(a, _)| a > pos)
                         .map(|&(a, _)| a)
                         .min()
                         .unwrap_or(end)
                 };
-                let stop = next_isl.min(end);
+                let stop = next_island.min(end);
                 let from = (pos - seg_start) as usize;
                 let to = (stop - seg_start) as usize;
                 if let Some(src) = data.get(from..to) {
@@ -412,13 +422,13 @@ impl SideState {
 
     /// Record `[s, e)` (`s >= cont_end`) as received. Returns the in-order growth.
     fn merge(&mut self, s: u64, e: u64) -> u64 {
-        let mut isl = self.islands();
+        let mut islands = self.islands();
         let old_end = self.cont_end;
         // Merge [s, e) into the island list.
         let mut ns = s;
         let mut ne = e;
         let mut kept: heapless::Vec<(u64, u64), { MAX_ISLANDS + 1 }> = heapless::Vec::new();
-        for &(a, b) in isl.iter() {
+        for &(a, b) in islands.iter() {
             if a <= ne && ns <= b {
                 ns = ns.min(a);
                 ne = ne.max(b);
@@ -430,16 +440,16 @@ impl SideState {
         kept.sort_unstable();
         // Absorb islands reaching the in-order end.
         let mut end = self.cont_end;
-        isl.clear();
+        islands.clear();
         for &(a, b) in kept.iter() {
             if a <= end {
                 end = end.max(b);
             } else {
-                let _ = isl.push((a, b));
+                let _ = islands.push((a, b));
             }
         }
         self.cont_end = end;
-        self.set_islands(&isl);
+        self.set_islands(&islands);
         end - old_end
     }
 

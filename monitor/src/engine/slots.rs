@@ -1,0 +1,95 @@
+//! Flow slots: allocation (with eviction when the table is full), creation and freeing.
+
+use super::dispatch::end_flow;
+use super::Core;
+use crate::api::{Middlebox, Overlap, Side};
+use crate::config::EVICT_SCAN;
+use crate::flow::{
+    self, FlowKey, FlowSlot, CLIENT_IS_ENDPOINT_A, FLOW_LIVE, IN_NEW_DATA_LIST, NONE, PICKED_UP,
+};
+use crate::intake::{Addrs, Tcp};
+use crate::reasm::{BUFFERING_OFF, LAST_COPY_WINS};
+
+pub(super) fn alloc_slot<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>) -> Option<u32> {
+    if core.free_head == NONE {
+        // Full: evict the least recently active of the next EVICT_SCAN live flows.
+        let len = core.flows.len();
+        let mut best: Option<(u64, usize)> = None;
+        for k in 0..EVICT_SCAN.min(len) {
+            let i = (core.sweep + k) % len;
+            let f = &core.flows[i];
+            let idle = flow::idle_us(core.now, f.last_seen);
+            if f.live() && best.is_none_or(|(t, _)| idle > t) {
+                best = Some((idle, i));
+            }
+        }
+        core.sweep = (core.sweep + EVICT_SCAN) % len;
+        let (_, victim) = best?;
+        core.counters.flows_evicted += 1;
+        end_flow(mb, core, victim as u32, None, Side::Client);
+    }
+    let i = core.free_head;
+    let f = core.flows.get_mut(i as usize)?;
+    core.free_head = f.next_free;
+    f.next_free = NONE;
+    core.live += 1;
+    Some(i)
+}
+
+pub(super) fn create_flow<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    key: FlowKey,
+    hash: u64,
+    client_is_a: bool,
+    picked: bool,
+) -> Option<u32> {
+    let i = alloc_slot(mb, core)?;
+    let cfg = core.cfg;
+    let f = &mut core.flows[i as usize];
+    let gen = f.gen;
+    let pend = f.flags & IN_NEW_DATA_LIST;
+    let pend_next = f.pend_next;
+    *f = FlowSlot::EMPTY;
+    f.gen = gen;
+    f.pend_next = pend_next;
+    f.key = key;
+    f.hash = hash as u32;
+    f.last_seen = flow::tick_of(core.now);
+    f.flags = FLOW_LIVE
+        | pend
+        | if client_is_a { CLIENT_IS_ENDPOINT_A } else { 0 }
+        | if picked { PICKED_UP } else { 0 };
+    for s in f.sides.iter_mut() {
+        if !cfg.buffering {
+            s.flags |= BUFFERING_OFF;
+        }
+        if cfg.overlap == Overlap::Last {
+            s.flags |= LAST_COPY_WINS;
+        }
+    }
+    f.user = Some(M::Flow::default());
+    flow::insert(core.index, hash, i);
+    core.counters.flows_created += 1;
+    Some(i)
+}
+
+pub(super) fn ip_key(a: &Addrs, t: &Tcp<'_>) -> (FlowKey, bool) {
+    FlowKey::new(a.v6, &a.src, t.sport, &a.dst, t.dport)
+}
+
+pub(super) fn free_flow<F>(core: &mut Core<'_, F>, flow: u32) {
+    let hash = core.flows[flow as usize].hash as u64;
+    flow::remove(core.index, core.flows, hash, flow);
+    let pool = &mut core.pool;
+    let f = &mut core.flows[flow as usize];
+    for s in f.sides.iter_mut() {
+        s.release(pool);
+    }
+    f.flags &= IN_NEW_DATA_LIST; // keep pending-list membership: the list walk skips dead slots
+    f.user = None;
+    f.gen = f.gen.wrapping_add(1);
+    f.next_free = core.free_head;
+    core.free_head = flow;
+    core.live -= 1;
+}
