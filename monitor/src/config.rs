@@ -15,9 +15,9 @@ pub const CHUNK_SIZE: usize = 4096;
 /// Largest IP datagram (after the IP header) the fragment table reassembles; bigger ones are
 /// dropped and counted as [`DropReason::FragTooBig`].
 pub const FRAG_DATAGRAM_MAX: usize = 16384;
-/// Out-of-order islands tracked per side besides the in-order run. A segment that would need
-/// more is dropped, counted (`Counters::bytes_dropped`) and reported with `ERROR`.
-pub const MAX_ISLANDS: usize = 3;
+/// The most out-of-order islands a side can track (`Config::max_islands` is clamped to it):
+/// the island list lives in one pool chunk of 8-byte entries.
+pub const MAX_ISLANDS: usize = crate::reasm::ISLANDS_MAX;
 /// Most user-defined events per monitor (their ids are the bits above `CONN_END`).
 pub const MAX_USER_EVENTS: usize = 52;
 /// Most armed timers per core.
@@ -56,6 +56,16 @@ pub struct Config {
     pub inline: bool,
     /// Seed of the flow hash (use a random value per boot against hash flooding).
     pub hash_seed: u64,
+    /// Accept any RST inside the receiver's window (older stacks). False (the default): a RST
+    /// closes the flow only at the receiver's next expected sequence number (RFC 5961 §3, what
+    /// Linux and the BSDs do); any other RST is ignored and reported with `ERROR`
+    /// (`ErrorReason::RstNotAtNextSeq`).
+    pub rst_in_window: bool,
+    /// Out-of-order islands tracked per side besides the in-order run (at most
+    /// [`MAX_ISLANDS`]; the list takes one pool chunk while a side has islands). A segment that
+    /// would need more is dropped, counted on the flow (`BufInfo::lost`) and in
+    /// `Counters::bytes_dropped`, and reported with `ERROR` (`LossCause::Islands`).
+    pub max_islands: u16,
 }
 
 impl Config {
@@ -70,11 +80,29 @@ impl Config {
         frag_timeout_us: 2_000_000,
         inline: false,
         hash_seed: 0x9e37_79b9_7f4a_7c15,
+        rst_in_window: false,
+        max_islands: 64,
     };
+
+    /// Islands per side, clamped to what one list chunk holds.
+    pub(crate) const fn islands_per_side(&self) -> usize {
+        let n = self.max_islands as usize;
+        if n > MAX_ISLANDS {
+            MAX_ISLANDS
+        } else {
+            n
+        }
+    }
 
     /// Capacity in chunks per side.
     pub(crate) const fn side_chunks(&self) -> u32 {
+        // Below 4 GiB, so that every island bound lies within 2^32 of the in-order end.
         let c = (self.side_capacity as usize).div_ceil(CHUNK_SIZE);
+        let c = if c > u32::MAX as usize / CHUNK_SIZE {
+            u32::MAX as usize / CHUNK_SIZE
+        } else {
+            c
+        };
         if c == 0 {
             1
         } else {

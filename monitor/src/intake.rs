@@ -60,6 +60,8 @@ pub(crate) struct Tcp<'a> {
     pub fin: bool,
     pub rst: bool,
     pub wscale: Option<u8>,
+    /// The window field, unscaled.
+    pub window: u16,
     pub payload: &'a [u8],
 }
 
@@ -240,6 +242,7 @@ pub(crate) fn parse_tcp(seg: &[u8]) -> Result<Tcp<'_>, DropReason> {
         fin: flags & 0x01 != 0,
         rst: flags & 0x04 != 0,
         wscale,
+        window: u16::from_be_bytes([h[14], h[15]]),
         payload: seg.get(header_len..).unwrap_or(&[]),
     })
 }

@@ -33,8 +33,21 @@
 //!   overwritten, after `ERROR` if the application had not `peek`ed them (the bytes can still be
 //!   read inside that callback); `peek` then returns `Overwritten` once. Bytes beyond the
 //!   capacity past a hole, or for which the **pool is empty** (after reusing the side's own
-//!   in-order chunks), or that would need more than [`MAX_ISLANDS`] out-of-order islands, are
-//!   dropped, counted in `Counters::bytes_dropped` and reported with `ERROR`.
+//!   in-order chunks), or that would need more than `Config::max_islands` out-of-order islands
+//!   (default 64, at most [`MAX_ISLANDS`]; a side's island list takes one pool chunk while it
+//!   has islands, and each segment costs a binary search plus a bounded move in it), are
+//!   dropped, counted on the flow (`BufInfo::lost`) and in `Counters::bytes_dropped`, and
+//!   reported with `ERROR` (`Ctx::error_reason`: `ErrorReason::Lost` with its `LossCause`).
+//! * **TCP as the endpoints see it**: a RST closes the flow only at the receiver's next
+//!   expected sequence number (RFC 5961 §3; `Config::rst_in_window` accepts any in-window RST);
+//!   in SYN_SENT only a RST acknowledging the SYN. A SYN or SYN-ACK with a new ISN on a
+//!   synchronized connection changes nothing (§4), unless its sender had finished the
+//!   connection (TIME_WAIT/CLOSED): then the old flow ends and a new one starts. Bytes and
+//!   FINs beyond a FIN already seen are not stream data. A FIN that does not acknowledge the
+//!   peer's FIN is a simultaneous close (both sides reach TIME_WAIT). Bytes the receiver
+//!   acknowledged but the monitor never saw are tap loss: counted in `BufInfo::lost`, and a
+//!   FIN behind them is delivered. Each ignored segment counts in `Counters::bad_segments` and
+//!   raises `ERROR` with its [`ErrorReason`].
 //! * **Overlaps**: first copy wins by default; `Overlap::Last` lets later copies replace
 //!   out-of-order bytes (never bytes below the in-order end). Any overlap with bytes already
 //!   received, even fully old ones, raises `REXMIT` before anything is stored.
@@ -96,8 +109,8 @@ mod intake;
 mod reasm;
 
 pub use api::{
-    ActionError, BufInfo, Event, FlowHandle, Frag, Hook, Middlebox, Overlap, PeekError, Side,
-    TcpState, Verdict,
+    ActionError, BufInfo, ErrorReason, Event, FlowHandle, Frag, Hook, LossCause, Middlebox,
+    Overlap, PeekError, Side, TcpState, Verdict,
 };
 #[cfg(feature = "std")]
 pub use config::HostStorage;

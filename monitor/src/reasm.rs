@@ -11,7 +11,12 @@
 //! sorted, disjoint, not adjacent, and start after `cont_end`.
 
 use crate::api::TcpState;
-use crate::config::{CHUNK_SIZE, MAX_ISLANDS};
+use crate::config::CHUNK_SIZE;
+
+/// Bytes per island in the island list chunk.
+const ISLAND_BYTES: usize = 8;
+/// Most islands one list chunk holds (the ceiling of `Config::max_islands`).
+pub const ISLANDS_MAX: usize = CHUNK_SIZE / ISLAND_BYTES;
 use crate::flow::NONE;
 
 /// One pool chunk: [`CHUNK_SIZE`] bytes. Its chain link lives in `Storage::links`, so a pool
@@ -101,6 +106,8 @@ pub(crate) const SENT_SYN: u16 = 32;
 pub(crate) const SENT_SYN_ACK: u16 = 64;
 /// The peer's FIN was seen (`peer_fin` is valid).
 pub(crate) const PEER_FIN_SEEN: u16 = 128;
+/// This endpoint sent an ACK (`ack_sent` and `window_sent` are valid).
+pub(crate) const SENT_ACK: u16 = 256;
 
 /// One side of a flow: the TCP state of that endpoint and the buffer of the bytes it receives.
 #[derive(Debug)]
@@ -109,17 +116,25 @@ pub(crate) struct SideState {
     pub flags: u16,
     /// Window scale this endpoint announced on its SYN (`0xff`: none).
     pub wscale: u8,
-    island_count: u8,
+    island_count: u16,
     /// Sequence number just before offset 0 of the stream this side receives (the peer's ISN).
     pub rcv_isn: u32,
     /// Sequence number that acknowledges this endpoint's FIN (valid with `SENT_FIN`).
     pub fin_ack: u32,
     /// Sequence number of the peer's FIN (valid with `PEER_FIN_SEEN`).
     pub peer_fin: u32,
+    /// The last acknowledgment number this endpoint sent (its RCV.NXT; valid with `SENT_ACK`).
+    pub ack_sent: u32,
+    /// The last receive window this endpoint announced, scaled (valid with `SENT_ACK`).
+    pub window_sent: u32,
     pub cont_end: u64,
     pub cursor: u64,
     pub base: u64,
-    island_spans: [(u32, u32); MAX_ISLANDS],
+    /// Bytes of this stream lost to a limit or at the tap (`BufInfo::lost`).
+    pub lost: u64,
+    /// The pool chunk holding the island list (`NONE`: no islands): sorted, disjoint, not
+    /// adjacent `(start, end)` pairs, each the low 32 bits of an offset, little-endian.
+    island_chunk: u32,
     head: u32,
     tail: u32,
     nchunks: u32,
@@ -138,6 +153,8 @@ pub(crate) struct Plan {
     pub advance: u64,
     /// The pool limited the plan.
     pub pool_short: bool,
+    /// The island limit refused the range.
+    pub islands_full: bool,
 }
 
 impl SideState {
@@ -149,10 +166,13 @@ impl SideState {
         rcv_isn: 0,
         fin_ack: 0,
         peer_fin: 0,
+        ack_sent: 0,
+        window_sent: 0,
         cont_end: 0,
         cursor: 0,
         base: 0,
-        island_spans: [(0, 0); MAX_ISLANDS],
+        lost: 0,
+        island_chunk: NONE,
         head: NONE,
         tail: NONE,
         nchunks: 0,
@@ -171,7 +191,7 @@ impl SideState {
 
     /// The sequence number of stream offset `off`.
     #[inline]
-    fn seq_of(&self, off: u64) -> u32 {
+    pub fn seq_of(&self, off: u64) -> u32 {
         self.rcv_isn.wrapping_add(1).wrapping_add(off as u32)
     }
 
@@ -238,71 +258,179 @@ impl SideState {
         true
     }
 
-    /// The islands as absolute offsets.
-    fn islands(&self) -> heapless::Vec<(u64, u64), MAX_ISLANDS> {
-        let mut v = heapless::Vec::new();
-        for &(s, e) in &self.island_spans[..self.island_count as usize] {
-            let _ = v.push((self.cont_end + s as u64, self.cont_end + e as u64));
-        }
-        v
+    /// The stored low 32 bits of an island bound, as an absolute offset (islands lie within
+    /// 4 GiB after the in-order end).
+    #[inline]
+    fn abs(&self, low: u32) -> u64 {
+        self.cont_end + low.wrapping_sub(self.cont_end as u32) as u64
     }
 
-    fn set_islands(&mut self, v: &[(u64, u64)]) {
-        self.island_count = v.len().min(MAX_ISLANDS) as u8;
-        for (i, &(s, e)) in v.iter().take(MAX_ISLANDS).enumerate() {
-            self.island_spans[i] = ((s - self.cont_end) as u32, (e - self.cont_end) as u32);
+    /// Island `i` as absolute offsets `[start, end)` (`i < island_count`).
+    #[inline]
+    fn island(&self, pool: &Pool<'_>, i: usize) -> (u64, u64) {
+        let at = i * ISLAND_BYTES;
+        let Some(c) = pool.chunks.get(self.island_chunk as usize) else {
+            return (self.cont_end, self.cont_end);
+        };
+        let Some(b) = c.get(at..at + ISLAND_BYTES) else {
+            return (self.cont_end, self.cont_end);
+        };
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        (self.abs(lo), self.abs(hi))
+    }
+
+    fn set_island(&self, pool: &mut Pool<'_>, i: usize, (s, e): (u64, u64)) {
+        let at = i * ISLAND_BYTES;
+        if let Some(b) = pool
+            .chunks
+            .get_mut(self.island_chunk as usize)
+            .and_then(|c| c.get_mut(at..at + ISLAND_BYTES))
+        {
+            b[..4].copy_from_slice(&(s as u32).to_le_bytes());
+            b[4..].copy_from_slice(&(e as u32).to_le_bytes());
         }
+    }
+
+    /// Replace islands `i..j` by `with` (none or one island), shifting the rest.
+    fn splice_islands(
+        &mut self,
+        pool: &mut Pool<'_>,
+        i: usize,
+        j: usize,
+        with: Option<(u64, u64)>,
+    ) {
+        let n = self.island_count as usize;
+        let put = with.is_some() as usize;
+        let new_n = n - (j - i) + put;
+        if let Some(c) = pool.chunks.get_mut(self.island_chunk as usize) {
+            let tail = j * ISLAND_BYTES..n * ISLAND_BYTES;
+            c.copy_within(tail, (i + put) * ISLAND_BYTES);
+        }
+        self.island_count = new_n as u16;
+        if let Some(r) = with {
+            self.set_island(pool, i, r);
+        }
+        if new_n == 0 && self.island_chunk != NONE {
+            pool.release(self.island_chunk);
+            self.island_chunk = NONE;
+        }
+    }
+
+    /// The first island whose end is at least `off` (binary search; `island_count` if none).
+    fn first_ending_at_or_after(&self, pool: &Pool<'_>, off: u64) -> usize {
+        let (mut lo, mut hi) = (0usize, self.island_count as usize);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.island(pool, mid).1 < off {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The furthest offset of this stream the endpoint acknowledged, not counting the FIN's
+    /// sequence number (0 before its first ACK; an ACK more than 1 GiB past the in-order end
+    /// is taken for garbage). Tap loss is what of `[cont_end, acked_end)` never arrived.
+    pub fn acked_end(&self) -> u64 {
+        if !self.has(SENT_ACK) || !self.has(HAS_ORIGIN) {
+            return 0;
+        }
+        let mut a = self.off_of(self.ack_sent);
+        if self.has(PEER_FIN_SEEN) {
+            a = a.min(self.off_of(self.peer_fin));
+        }
+        if a > self.cont_end as i64 + (1 << 30) {
+            return 0;
+        }
+        a.max(0) as u64
+    }
+
+    /// Out-of-order islands held.
+    #[allow(dead_code)]
+    pub fn island_count(&self) -> usize {
+        self.island_count as usize
     }
 
     /// End of the furthest byte received.
-    pub fn last_end(&self) -> u64 {
+    pub fn last_end(&self, pool: &Pool<'_>) -> u64 {
         match self.island_count {
             0 => self.cont_end,
-            n => self.cont_end + self.island_spans[n as usize - 1].1 as u64,
+            n => self.island(pool, n as usize - 1).1,
         }
     }
 
     /// True if `[s, e)` overlaps bytes already received (in order or in an island).
-    pub fn overlaps(&self, s: u64, e: u64) -> bool {
-        s < self.cont_end || self.islands().iter().any(|&(a, b)| s < b && a < e)
+    pub fn overlaps(&self, pool: &Pool<'_>, s: u64, e: u64) -> bool {
+        if s < self.cont_end {
+            return true;
+        }
+        let i = self.first_ending_at_or_after(pool, s + 1);
+        i < self.island_count as usize && self.island(pool, i).0 < e
     }
 
     /// The stored fragments in offset order: the in-order run (from the oldest byte held) and the
     /// islands. Calls `f` for each.
-    pub fn fragments(&self, mut f: impl FnMut(u64, u64)) {
+    pub fn fragments(&self, pool: &Pool<'_>, mut f: impl FnMut(u64, u64)) {
         if self.cont_end > self.base {
             f(self.base, self.cont_end - self.base);
         }
-        for (s, e) in self.islands() {
+        for i in 0..self.island_count as usize {
+            let (s, e) = self.island(pool, i);
             f(s, e - s);
         }
     }
 
     /// The end of the fragment holding `off`, if any (`off >= base` assumed).
-    pub fn fragment_end(&self, off: u64) -> Option<u64> {
+    pub fn fragment_end(&self, pool: &Pool<'_>, off: u64) -> Option<u64> {
         if off < self.cont_end {
             return Some(self.cont_end);
         }
-        self.islands()
-            .iter()
-            .find(|&&(s, e)| s <= off && off < e)
-            .map(|&(_, e)| e)
+        let i = self.first_ending_at_or_after(pool, off + 1);
+        let (s, e) = (i < self.island_count as usize).then(|| self.island(pool, i))?;
+        (s <= off).then_some(e)
     }
 
     /// Decide where `[s, e)` (stream offsets, `s >= 0`) lands, honouring capacity (`cap_chunks`
-    /// chunks), the pool, and the island limit. Bytes below `cont_end` are never stored again.
-    pub fn plan(&self, s: u64, e: u64, cap_chunks: u32, pool_free: u32) -> Plan {
+    /// chunks), the pool, and the island limit (`max_islands`, and one pool chunk for the
+    /// island list). Bytes below `cont_end` are never stored again.
+    pub fn plan(
+        &self,
+        pool: &Pool<'_>,
+        s: u64,
+        e: u64,
+        cap_chunks: u32,
+        max_islands: usize,
+    ) -> Plan {
         let start = s.max(self.cont_end);
         let mut plan = Plan {
             start,
             end: e,
             advance: 0,
             pool_short: false,
+            islands_full: false,
         };
         if start >= e {
             plan.end = start;
             return plan;
         }
+        // Would the range (as far as the segment goes) need a new island?
+        let new_island = |end: u64| {
+            if start <= self.cont_end {
+                return false;
+            }
+            let i = self.first_ending_at_or_after(pool, start);
+            !(i < self.island_count as usize && self.island(pool, i).0 <= end)
+        };
+        let list_chunk = (start > self.cont_end && self.island_chunk == NONE) as u32;
+        if list_chunk > pool.nfree {
+            plan.end = start;
+            plan.pool_short = true;
+            return plan;
+        }
+        let pool_free = pool.nfree - list_chunk;
         if self.buffered() {
             let cs = CHUNK_SIZE as u64;
             let cap = cap_chunks as u64 * cs;
@@ -329,13 +457,10 @@ impl SideState {
             plan.advance = k * cs;
             plan.end = end.max(start);
         }
-        // Island limit: a range that touches nothing would need a new island.
-        if plan.end > start && start > self.cont_end {
-            let islands = self.islands();
-            let touches = islands.iter().any(|&(a, b)| start <= b && a <= plan.end);
-            if !touches && islands.len() >= MAX_ISLANDS {
-                plan.end = start;
-            }
+        // Island limit: a range that touches no island would need a new one.
+        if plan.end > start && new_island(plan.end) && self.island_count as usize >= max_islands {
+            plan.end = start;
+            plan.islands_full = true;
         }
         plan
     }
@@ -365,6 +490,11 @@ impl SideState {
         if plan.end <= plan.start {
             return 0;
         }
+        // The island list first (the plan reserved its chunk).
+        if plan.start > self.cont_end && self.island_chunk == NONE {
+            let Some(c) = pool.alloc() else { return 0 };
+            self.island_chunk = c;
+        }
         let mut end = plan.end;
         if self.buffered() {
             // Chunks to cover up to plan.end.
@@ -383,29 +513,22 @@ impl SideState {
             end = end.min(self.base + self.nchunks as u64 * cs);
             // Write: first-wins skips bytes already in islands; last-wins overwrites them.
             let last = self.has(LAST_COPY_WINS);
-            let islands = self.islands();
+            let n = self.island_count as usize;
+            let mut i = self.first_ending_at_or_after(pool, plan.start + 1);
             let mut pos = plan.start;
             while pos < end {
-                let covering = if last {
-                    None
-                } else {
-                    islands.iter().find(|&&(a, b)| a <= pos && pos < b)
-                };
-                if let Some(&(_, b)) = covering {
-                    pos = b;
-                    continue;
-                }
-                let next_island = if last {
+                let next = if last || i >= n {
                     end
                 } else {
-                    islands
-                        .iter()
-                        .filter(|&&(a, _)| a > pos)
-                        .map(|&(a, _)| a)
-                        .min()
-                        .unwrap_or(end)
+                    let (a, b) = self.island(pool, i);
+                    if a <= pos {
+                        pos = b;
+                        i += 1;
+                        continue;
+                    }
+                    a
                 };
-                let stop = next_island.min(end);
+                let stop = next.min(end);
                 let from = (pos - seg_start) as usize;
                 let to = (stop - seg_start) as usize;
                 if let Some(src) = data.get(from..to) {
@@ -415,42 +538,53 @@ impl SideState {
             }
         }
         if end <= plan.start {
+            if self.island_count == 0 && self.island_chunk != NONE {
+                pool.release(self.island_chunk);
+                self.island_chunk = NONE;
+            }
             return 0;
         }
-        self.merge(plan.start, end)
+        self.merge(pool, plan.start, end)
     }
 
     /// Record `[s, e)` (`s >= cont_end`) as received. Returns the in-order growth.
-    fn merge(&mut self, s: u64, e: u64) -> u64 {
-        let mut islands = self.islands();
+    fn merge(&mut self, pool: &mut Pool<'_>, s: u64, e: u64) -> u64 {
         let old_end = self.cont_end;
-        // Merge [s, e) into the island list.
-        let mut ns = s;
-        let mut ne = e;
-        let mut kept: heapless::Vec<(u64, u64), { MAX_ISLANDS + 1 }> = heapless::Vec::new();
-        for &(a, b) in islands.iter() {
-            if a <= ne && ns <= b {
-                ns = ns.min(a);
-                ne = ne.max(b);
-            } else {
-                let _ = kept.push((a, b));
-            }
-        }
-        let _ = kept.push((ns, ne));
-        kept.sort_unstable();
-        // Absorb islands reaching the in-order end.
-        let mut end = self.cont_end;
-        islands.clear();
-        for &(a, b) in kept.iter() {
-            if a <= end {
+        let n = self.island_count as usize;
+        if s <= self.cont_end {
+            // Grows the in-order run, which absorbs the islands it now reaches.
+            let mut end = self.cont_end.max(e);
+            let mut k = 0;
+            while k < n {
+                let (a, b) = self.island(pool, k);
+                if a > end {
+                    break;
+                }
                 end = end.max(b);
-            } else {
-                let _ = islands.push((a, b));
+                k += 1;
             }
+            // The islands left lie beyond the new end, so their stored bounds still decode.
+            self.cont_end = end;
+            if k > 0 {
+                self.splice_islands(pool, 0, k, None);
+            }
+            return end - old_end;
         }
-        self.cont_end = end;
-        self.set_islands(&islands);
-        end - old_end
+        // A new or widened island: merge with every island it overlaps or touches.
+        let i = self.first_ending_at_or_after(pool, s);
+        let mut j = i;
+        let (mut ns, mut ne) = (s, e);
+        while j < n {
+            let (a, b) = self.island(pool, j);
+            if a > e {
+                break;
+            }
+            ns = ns.min(a);
+            ne = ne.max(b);
+            j += 1;
+        }
+        self.splice_islands(pool, i, j, Some((ns, ne)));
+        0
     }
 
     fn chunk_at(&self, pool: &Pool<'_>, k: u32) -> u32 {
@@ -562,6 +696,12 @@ impl SideState {
         self.tail = NONE;
         self.nchunks = 0;
         self.finger = (0, NONE);
+        // Out-of-order islands are forgotten with their bytes.
+        if self.island_chunk != NONE {
+            pool.release(self.island_chunk);
+            self.island_chunk = NONE;
+        }
+        self.island_count = 0;
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
     }

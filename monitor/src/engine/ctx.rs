@@ -2,7 +2,9 @@
 
 use super::registry::Registry;
 use super::{Ctx, Endpoints};
-use crate::api::{ActionError, BufInfo, FlowHandle, Frag, Overlap, PeekError, Side, TcpState};
+use crate::api::{
+    ActionError, BufInfo, ErrorReason, FlowHandle, Frag, Overlap, PeekError, Side, TcpState,
+};
 use crate::config::Counters;
 use crate::flow::{MONITORING_STOPPED, PICKED_UP};
 use crate::reasm::BUFFERING_OFF;
@@ -174,6 +176,10 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
     /// The registry, to change subscriptions at run time.
     pub fn registry(&mut self) -> &mut Registry {
         &mut self.core.reg
+    }
+    /// Inside an `ERROR` callback: why it was raised (`None` for other events).
+    pub fn error_reason(&self) -> Option<ErrorReason> {
+        self.core.error
     }
     /// The monitor's counters.
     pub fn counters(&self) -> &Counters {

@@ -2,7 +2,7 @@
 
 use super::slots::free_flow;
 use super::{Core, Ctx};
-use crate::api::{Event, Hook, Middlebox, Side, TcpState};
+use crate::api::{ErrorReason, Event, Hook, Middlebox, Side, TcpState};
 use crate::flow::MONITORING_STOPPED;
 use crate::reasm::NEW_DATA_PENDING;
 
@@ -171,4 +171,18 @@ pub(super) fn end_flow<M: Middlebox>(
         raise_at(mb, core, Some(flow), frame, Event::CONN_END, hook, side);
     }
     free_flow(core, flow);
+}
+
+/// Raise `ERROR` for a flow with its reason (readable through `Ctx::error_reason`).
+pub(super) fn raise_error<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    reason: ErrorReason,
+    sender: Side,
+) {
+    core.error = Some(reason);
+    raise_pair(mb, core, flow, frame, Event::ERROR, sender);
+    core.error = None;
 }

@@ -21,7 +21,7 @@ pub use registry::Registry;
 use core::net::IpAddr;
 
 use crate::api::{
-    BufInfo, FlowHandle, Frag, Middlebox, Overlap, PeekError, Side, TcpState, Verdict,
+    BufInfo, ErrorReason, FlowHandle, Frag, Middlebox, Overlap, PeekError, Side, TcpState, Verdict,
 };
 use crate::config::{
     Config, ConfigError, Counters, DropReason, Storage, INJECT_MAX, INJECT_SLOTS, MAX_TIMERS,
@@ -70,6 +70,8 @@ pub struct Core<'a, F> {
     swept_at: u64,
     batch_frames: usize,
     pkt: PacketState,
+    /// Why the `ERROR` being raised was raised (`Ctx::error_reason`).
+    error: Option<ErrorReason>,
     inject: heapless::Deque<heapless::Vec<u8, INJECT_MAX>, INJECT_SLOTS>,
 }
 
@@ -143,6 +145,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                     l3_off: 0,
                     buf: heapless::Vec::new(),
                 },
+                error: None,
                 inject: heapless::Deque::new(),
             },
             frags: FragTable {

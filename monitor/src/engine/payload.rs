@@ -1,8 +1,8 @@
 //! Payload storage: a segment's bytes into the receiving side's ring, with its events.
 
-use super::dispatch::raise_pair;
+use super::dispatch::{raise_error, raise_pair};
 use super::Core;
-use crate::api::{Event, Middlebox, Side};
+use crate::api::{ErrorReason, Event, LossCause, Middlebox, Side};
 use crate::flow::IN_NEW_DATA_LIST;
 use crate::reasm::{HAS_ORIGIN, NEW_DATA_PENDING};
 
@@ -36,6 +36,7 @@ pub(super) fn store_payload<M: Middlebox>(
     };
     let e = end as u64;
     let cap = core.cfg.side_chunks();
+    let islands = core.cfg.islands_per_side();
     if s == r.cont_end {
         let core_ref = &mut *core;
         let r = &mut core_ref.flows[slot as usize].sides[ri];
@@ -48,23 +49,24 @@ pub(super) fn store_payload<M: Middlebox>(
         }
     }
     let r = &core.flows[slot as usize].sides[ri];
-    if r.overlaps(s, e) {
+    if r.overlaps(&core.pool, s, e) {
         core.counters.rexmits += 1;
         raise_pair(mb, core, slot, fr, Event::REXMIT, snd);
     }
     let r = &core.flows[slot as usize].sides[ri];
-    let plan = r.plan(s, e, cap, core.pool.nfree);
+    let plan = r.plan(&core.pool, s, e, cap, islands);
     if plan.advance > 0 {
         // The oldest in-order bytes are about to be overwritten: ERROR first if unread.
         if r.cursor < r.base + plan.advance {
-            raise_pair(mb, core, slot, fr, Event::ERROR, snd);
+            let bytes = r.base + plan.advance - r.cursor.max(r.base);
+            raise_error(mb, core, slot, fr, ErrorReason::Overwriting { bytes }, snd);
         }
         core.counters.bytes_overwritten += plan.advance;
     }
     // Callbacks may have switched buffering off or stopped the flow: re-plan if so.
     let r = &core.flows[slot as usize].sides[ri];
     let plan = if plan.advance > 0 {
-        r.plan(s, e, cap, core.pool.nfree)
+        r.plan(&core.pool, s, e, cap, islands)
     } else {
         plan
     };
@@ -81,7 +83,19 @@ pub(super) fn store_payload<M: Middlebox>(
     }
     if dropped > 0 {
         core.counters.bytes_dropped += dropped;
-        raise_pair(mb, core, slot, fr, Event::ERROR, snd);
+        core.flows[slot as usize].sides[ri].lost += dropped;
+        let cause = if plan.islands_full {
+            LossCause::Islands
+        } else if plan.pool_short {
+            LossCause::Pool
+        } else {
+            LossCause::Capacity
+        };
+        let reason = ErrorReason::Lost {
+            bytes: dropped,
+            cause,
+        };
+        raise_error(mb, core, slot, fr, reason, snd);
     }
     if grew > 0 {
         debug_assert!(core.flows[slot as usize].sides[ri].cont_end > before);

@@ -50,7 +50,7 @@ impl<F> Core<'_, F> {
                 missed: s.base - off,
             });
         }
-        let end = s.fragment_end(off).ok_or(PeekError::NoData)?;
+        let end = s.fragment_end(&self.pool, off).ok_or(PeekError::NoData)?;
         let n = ((end - off) as usize).min(buf.len());
         s.read_at(&self.pool, off, &mut buf[..n]);
         Ok(n)
@@ -90,7 +90,7 @@ impl<F> Core<'_, F> {
     ) -> Result<usize, PeekError> {
         let s = self.readable(h, side)?;
         let mut n = 0;
-        s.fragments(|offset, len| {
+        s.fragments(&self.pool, |offset, len| {
             if let Some(o) = out.get_mut(n) {
                 *o = Frag { offset, len };
             }
@@ -109,7 +109,8 @@ impl<F> Core<'_, F> {
             oldest: if s.buffered() { s.base } else { s.cont_end },
             read: s.cursor,
             in_order_end: s.cont_end,
-            last_end: s.last_end(),
+            last_end: s.last_end(&self.pool),
+            lost: s.lost,
         })
     }
 
