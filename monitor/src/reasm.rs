@@ -3,8 +3,10 @@
 //! A side's ring is a window `[base, base + capacity)` of its stream, stored in a chain of
 //! [`CHUNK_SIZE`]-byte chunks (chunk `k` of the chain holds offsets `base + k*CHUNK_SIZE ..`).
 //! Chunks are taken from the pool only when bytes land in them, so an idle side holds none.
-//! Metadata: the in-order run `[base, cont_end)` and up to [`MAX_ISLANDS`] out-of-order islands
-//! beyond it (stored relative to `cont_end`, so they never need more than 32 bits).
+//! Metadata: the in-order run `[base, cont_end)` and up to `Config::max_islands` out-of-order
+//! islands beyond it, in a sorted list held in pool chunks while the side has islands (each
+//! bound stored as 32 bits, decoded relative to `cont_end`). A segment costs a binary search in
+//! the list and, when it opens or closes islands, a move of the entries after it.
 //!
 //! Invariants: `base <= cont_end`; `base` is a multiple of `CHUNK_SIZE`; every byte of the run
 //! and of the islands that is `>= base` is backed by a chunk when buffering is on; islands are
@@ -15,8 +17,11 @@ use crate::config::CHUNK_SIZE;
 
 /// Bytes per island in the island list chunk.
 const ISLAND_BYTES: usize = 8;
-/// Most islands one list chunk holds (the ceiling of `Config::max_islands`).
-pub const ISLANDS_MAX: usize = CHUNK_SIZE / ISLAND_BYTES;
+/// Islands per list chunk.
+const ISLANDS_PER_CHUNK: usize = CHUNK_SIZE / ISLAND_BYTES;
+/// The ceiling of `Config::max_islands`: a side's island list is a chain of at most four pool
+/// chunks, so reaching any entry takes at most three link hops.
+pub const ISLANDS_MAX: usize = 4 * ISLANDS_PER_CHUNK;
 use crate::flow::NONE;
 
 /// One pool chunk: [`CHUNK_SIZE`] bytes. Its chain link lives in `Storage::links`, so a pool
@@ -132,8 +137,9 @@ pub(crate) struct SideState {
     pub base: u64,
     /// Bytes of this stream lost to a limit or at the tap (`BufInfo::lost`).
     pub lost: u64,
-    /// The pool chunk holding the island list (`NONE`: no islands): sorted, disjoint, not
-    /// adjacent `(start, end)` pairs, each the low 32 bits of an offset, little-endian.
+    /// The first pool chunk of the island list (`NONE`: no islands), a chain through the pool's
+    /// links: sorted, disjoint, not adjacent `(start, end)` pairs, each the low 32 bits of an
+    /// offset, little-endian; 512 per chunk.
     island_chunk: u32,
     head: u32,
     tail: u32,
@@ -265,56 +271,141 @@ impl SideState {
         self.cont_end + low.wrapping_sub(self.cont_end as u32) as u64
     }
 
+    /// The `k`-th chunk of the island list chain.
+    #[inline]
+    fn list_chunk(&self, pool: &Pool<'_>, k: usize) -> u32 {
+        let mut c = self.island_chunk;
+        for _ in 0..k {
+            c = pool.next(c);
+        }
+        c
+    }
+
+    /// Island entry `i` as stored (two little-endian u32 offset bounds).
+    #[inline]
+    fn raw_island(&self, pool: &Pool<'_>, i: usize) -> [u8; ISLAND_BYTES] {
+        let c = self.list_chunk(pool, i / ISLANDS_PER_CHUNK);
+        let at = (i % ISLANDS_PER_CHUNK) * ISLAND_BYTES;
+        let mut out = [0u8; ISLAND_BYTES];
+        if let Some(b) = pool
+            .chunks
+            .get(c as usize)
+            .and_then(|c| c.get(at..at + ISLAND_BYTES))
+        {
+            out.copy_from_slice(b);
+        }
+        out
+    }
+
+    fn set_raw_island(&self, pool: &mut Pool<'_>, i: usize, v: [u8; ISLAND_BYTES]) {
+        let c = self.list_chunk(pool, i / ISLANDS_PER_CHUNK);
+        let at = (i % ISLANDS_PER_CHUNK) * ISLAND_BYTES;
+        if let Some(b) = pool
+            .chunks
+            .get_mut(c as usize)
+            .and_then(|c| c.get_mut(at..at + ISLAND_BYTES))
+        {
+            b.copy_from_slice(&v);
+        }
+    }
+
     /// Island `i` as absolute offsets `[start, end)` (`i < island_count`).
     #[inline]
     fn island(&self, pool: &Pool<'_>, i: usize) -> (u64, u64) {
-        let at = i * ISLAND_BYTES;
-        let Some(c) = pool.chunks.get(self.island_chunk as usize) else {
-            return (self.cont_end, self.cont_end);
-        };
-        let Some(b) = c.get(at..at + ISLAND_BYTES) else {
-            return (self.cont_end, self.cont_end);
-        };
+        let b = self.raw_island(pool, i);
         let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         (self.abs(lo), self.abs(hi))
     }
 
     fn set_island(&self, pool: &mut Pool<'_>, i: usize, (s, e): (u64, u64)) {
-        let at = i * ISLAND_BYTES;
-        if let Some(b) = pool
-            .chunks
-            .get_mut(self.island_chunk as usize)
-            .and_then(|c| c.get_mut(at..at + ISLAND_BYTES))
-        {
-            b[..4].copy_from_slice(&(s as u32).to_le_bytes());
-            b[4..].copy_from_slice(&(e as u32).to_le_bytes());
-        }
+        let mut v = [0u8; ISLAND_BYTES];
+        v[..4].copy_from_slice(&(s as u32).to_le_bytes());
+        v[4..].copy_from_slice(&(e as u32).to_le_bytes());
+        self.set_raw_island(pool, i, v);
     }
 
-    /// Replace islands `i..j` by `with` (none or one island), shifting the rest.
+    /// List chunks needed for `n` islands.
+    fn list_chunks_for(n: usize) -> usize {
+        n.div_ceil(ISLANDS_PER_CHUNK)
+    }
+
+    /// Whether one more island needs one more list chunk.
+    pub(crate) fn next_island_needs_chunk(&self) -> bool {
+        (self.island_count as usize).is_multiple_of(ISLANDS_PER_CHUNK)
+    }
+
+    /// Replace islands `i..j` by `with` (none or one island), shifting the rest; grows or
+    /// shrinks the list chain. False (nothing changed) if a list chunk was needed and the pool
+    /// was empty.
     fn splice_islands(
         &mut self,
         pool: &mut Pool<'_>,
         i: usize,
         j: usize,
         with: Option<(u64, u64)>,
-    ) {
+    ) -> bool {
         let n = self.island_count as usize;
         let put = with.is_some() as usize;
-        let new_n = n - (j - i) + put;
-        if let Some(c) = pool.chunks.get_mut(self.island_chunk as usize) {
-            let tail = j * ISLAND_BYTES..n * ISLAND_BYTES;
-            c.copy_within(tail, (i + put) * ISLAND_BYTES);
+        let removed = j - i;
+        let new_n = n - removed + put;
+        let have = Self::list_chunks_for(n);
+        let want = Self::list_chunks_for(new_n);
+        if want > have {
+            let Some(c) = pool.alloc() else { return false };
+            if have == 0 {
+                self.island_chunk = c;
+            } else {
+                let last = self.list_chunk(pool, have - 1);
+                pool.set_next(last, c);
+            }
+        }
+        if put > removed {
+            for k in (i..n).rev() {
+                let v = self.raw_island(pool, k);
+                self.set_raw_island(pool, k + 1, v);
+            }
+        } else if removed > put {
+            let d = removed - put;
+            for k in j..n {
+                let v = self.raw_island(pool, k);
+                self.set_raw_island(pool, k - d, v);
+            }
         }
         self.island_count = new_n as u16;
         if let Some(r) = with {
             self.set_island(pool, i, r);
         }
-        if new_n == 0 && self.island_chunk != NONE {
-            pool.release(self.island_chunk);
-            self.island_chunk = NONE;
+        if want < have {
+            let mut c = if want == 0 {
+                let h = self.island_chunk;
+                self.island_chunk = NONE;
+                h
+            } else {
+                let last = self.list_chunk(pool, want - 1);
+                let c = pool.next(last);
+                pool.set_next(last, NONE);
+                c
+            };
+            while c != NONE {
+                let next = pool.next(c);
+                pool.release(c);
+                c = next;
+            }
         }
+        true
+    }
+
+    /// Release the whole island list.
+    fn release_islands(&mut self, pool: &mut Pool<'_>) {
+        let mut c = self.island_chunk;
+        while c != NONE {
+            let next = pool.next(c);
+            pool.release(c);
+            c = next;
+        }
+        self.island_chunk = NONE;
+        self.island_count = 0;
     }
 
     /// The first island whose end is at least `off` (binary search; `island_count` if none).
@@ -424,7 +515,7 @@ impl SideState {
             let i = self.first_ending_at_or_after(pool, start);
             !(i < self.island_count as usize && self.island(pool, i).0 <= end)
         };
-        let list_chunk = (start > self.cont_end && self.island_chunk == NONE) as u32;
+        let list_chunk = (new_island(e) && self.next_island_needs_chunk()) as u32;
         if list_chunk > pool.nfree {
             plan.end = start;
             plan.pool_short = true;
@@ -490,11 +581,6 @@ impl SideState {
         if plan.end <= plan.start {
             return 0;
         }
-        // The island list first (the plan reserved its chunk).
-        if plan.start > self.cont_end && self.island_chunk == NONE {
-            let Some(c) = pool.alloc() else { return 0 };
-            self.island_chunk = c;
-        }
         let mut end = plan.end;
         if self.buffered() {
             // Chunks to cover up to plan.end.
@@ -538,10 +624,6 @@ impl SideState {
             }
         }
         if end <= plan.start {
-            if self.island_count == 0 && self.island_chunk != NONE {
-                pool.release(self.island_chunk);
-                self.island_chunk = NONE;
-            }
             return 0;
         }
         self.merge(pool, plan.start, end)
@@ -583,7 +665,11 @@ impl SideState {
             ne = ne.max(b);
             j += 1;
         }
-        self.splice_islands(pool, i, j, Some((ns, ne)));
+        if !self.splice_islands(pool, i, j, Some((ns, ne))) {
+            // The plan reserved the list chunk, so this does not happen; if it did, the bytes
+            // are lost, and counted as such.
+            self.lost += e - s;
+        }
         0
     }
 
@@ -697,11 +783,7 @@ impl SideState {
         self.nchunks = 0;
         self.finger = (0, NONE);
         // Out-of-order islands are forgotten with their bytes.
-        if self.island_chunk != NONE {
-            pool.release(self.island_chunk);
-            self.island_chunk = NONE;
-        }
-        self.island_count = 0;
+        self.release_islands(pool);
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
     }
