@@ -603,7 +603,16 @@ where
             log,
         };
         let mb = P::App::new(&info);
-        let mut mon = Monitor::new(mb, s.monitor_config(id), storage)
+        // A per-boot, per-core flow-hash key from the TSC (read twice, around other work).
+        let key = [
+            kernel::arch::rdtsc() ^ id as u64,
+            kernel::arch::rdtsc().rotate_left(29),
+        ];
+        let cfg = monitor::Config {
+            hash_key: key,
+            ..s.monitor_config(id)
+        };
+        let mut mon = Monitor::new(mb, cfg, storage)
             .map_err(|_| AppError("the monitor refused its storage"))?;
         READY.fetch_add(1, Ordering::AcqRel);
         if id == 0 {

@@ -28,7 +28,7 @@ pub const REWRITE_MAX: usize = 2048;
 pub const INJECT_SLOTS: usize = 4;
 /// Largest injected frame.
 pub const INJECT_MAX: usize = 1536;
-/// Live flows examined when the table is full to pick the one to evict.
+/// Live flows sampled (spread across the table) when it is full, to pick the one to evict.
 pub const EVICT_SCAN: usize = 32;
 
 /// Per-monitor settings. Build them as a `const` in the image so they are fixed at build time.
@@ -54,8 +54,11 @@ pub struct Config {
     pub frag_timeout_us: u64,
     /// Inline (bump-in-the-wire) mode: packet actions allowed. False: tap mode, never transmits.
     pub inline: bool,
-    /// Seed of the flow hash (use a random value per boot against hash flooding).
-    pub hash_seed: u64,
+    /// Key of the flow hash (SipHash-1-3): a per-run secret, so that nobody can craft tuples
+    /// that collide in the flow index. The appliance derives one per core from the TSC at
+    /// boot; the host tools use [`Config::random_hash_key`] (`std` feature). The default is
+    /// a public constant: fine for tests, not against hostile traffic.
+    pub hash_key: [u64; 2],
     /// Accept any RST inside the receiver's window (older stacks). False (the default): a RST
     /// closes the flow only at the receiver's next expected sequence number (RFC 5961 §3, what
     /// Linux and the BSDs do); any other RST is ignored and reported with `ERROR`
@@ -79,7 +82,7 @@ impl Config {
         idle_timeout_us: 30_000_000,
         frag_timeout_us: 2_000_000,
         inline: false,
-        hash_seed: 0x9e37_79b9_7f4a_7c15,
+        hash_key: [0x9e37_79b9_7f4a_7c15, 0x0123_4567_89ab_cdef],
         rst_in_window: false,
         max_islands: 64,
     };
@@ -108,6 +111,22 @@ impl Config {
         } else {
             c as u32
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Config {
+    /// A random flow-hash key for this run (from the standard library's per-process random
+    /// hasher keys, which come from the operating system).
+    pub fn random_hash_key() -> [u64; 2] {
+        use std::hash::{BuildHasher, Hasher};
+        let s = std::collections::hash_map::RandomState::new();
+        let word = |i: u64| {
+            let mut h = s.build_hasher();
+            h.write_u64(i);
+            h.finish()
+        };
+        [word(1), word(2)]
     }
 }
 

@@ -25,9 +25,13 @@
 //!
 //! # Policies (what happens at the edges)
 //!
-//! * **Flow table full**: the least recently active of the next [`EVICT_SCAN`] live flows (in
-//!   sweep order) is ended with `CONN_END` and its slot reused; counted in
-//!   `Counters::flows_evicted`. The idle sweep ends flows silent for `Config::idle_timeout_us`
+//! * **Flow table full**: of [`EVICT_SCAN`] live flows sampled a stride apart across the table,
+//!   the one least worth keeping is ended with `CONN_END` and its slot reused (counted in
+//!   `Counters::flows_evicted`): half-open flows first (a SYN flood evicts its own flows),
+//!   then flows idle for a quarter of the idle timeout, then closing ones, and established
+//!   ones last, youngest first (so when live connections outnumber the slots the flows
+//!   already tracked stay whole). The flow index is hashed with SipHash-1-3 under
+//!   `Config::hash_key`, a per-run secret, so colliding tuples cannot be crafted. The idle sweep ends flows silent for `Config::idle_timeout_us`
 //!   (`flows_timed_out`), visiting the whole table once per quarter timeout of elapsed time.
 //! * **Ring full** (`Config::side_capacity`): whole chunks of the oldest in-order bytes are
 //!   overwritten, after `ERROR` if the application had not `peek`ed them (the bytes can still be

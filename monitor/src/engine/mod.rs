@@ -67,6 +67,8 @@ pub struct Core<'a, F> {
     live: u32,
     pend_head: u32,
     sweep: usize,
+    /// Where the next eviction sample starts.
+    evict_cursor: usize,
     swept_at: u64,
     batch_frames: usize,
     pkt: PacketState,
@@ -135,6 +137,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 live: 0,
                 pend_head: NONE,
                 sweep: 0,
+                evict_cursor: 0,
                 swept_at: 0,
                 batch_frames: 0,
                 pkt: PacketState {

@@ -2,7 +2,7 @@
 
 use super::dispatch::end_flow;
 use super::Core;
-use crate::api::{Middlebox, Overlap, Side};
+use crate::api::{Middlebox, Overlap, Side, TcpState};
 use crate::config::EVICT_SCAN;
 use crate::flow::{
     self, FlowKey, FlowSlot, CLIENT_IS_ENDPOINT_A, FLOW_LIVE, IN_NEW_DATA_LIST, NONE, PICKED_UP,
@@ -10,20 +10,53 @@ use crate::flow::{
 use crate::intake::{Addrs, Tcp};
 use crate::reasm::{BUFFERING_OFF, LAST_COPY_WINS};
 
+/// How much a flow is worth keeping when the table is full (lower: evicted first).
+///
+/// Half-open flows (no side past the handshake) go first: a SYN flood then evicts its own
+/// flows. Then flows idle for a quarter of the idle timeout, then closing ones. Established
+/// flows go last, and among them the youngest: when live connections outnumber the slots,
+/// the flows already tracked stay whole instead of every flow losing its slot in turn (which
+/// is what least-recently-used does to connections taking turns).
+fn keep_value<F>(f: &FlowSlot<F>, now: u64, stale_us: u64, created: u32) -> (u8, u64) {
+    use TcpState::*;
+    let state = |i: usize| TcpState::from_u8(f.sides[i].state);
+    let idle = flow::idle_us(now, f.last_seen);
+    let handshake = |s: TcpState| matches!(s, Listen | SynSent | SynRcvd);
+    if handshake(state(0)) && handshake(state(1)) {
+        return (0, u64::MAX - idle);
+    }
+    if idle >= stale_us {
+        return (1, u64::MAX - idle);
+    }
+    if state(0) != Established || state(1) != Established {
+        return (2, u64::MAX - idle);
+    }
+    // Older is worth more: age in flows created since.
+    (3, created.wrapping_sub(f.born) as u64)
+}
+
 pub(super) fn alloc_slot<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>) -> Option<u32> {
     if core.free_head == NONE {
-        // Full: evict the least recently active of the next EVICT_SCAN live flows.
+        // Full: evict the least worth keeping of EVICT_SCAN live flows sampled across the
+        // whole table (a stride apart, so that a run of established flows in adjacent slots,
+        // e.g. those created before a flood, cannot fill the sample); the start moves by one
+        // slot per eviction.
         let len = core.flows.len();
-        let mut best: Option<(u64, usize)> = None;
+        let stale = core.cfg.idle_timeout_us / 4;
+        let stride = (len / EVICT_SCAN).max(1);
+        let mut best: Option<((u8, u64), usize)> = None;
         for k in 0..EVICT_SCAN.min(len) {
-            let i = (core.sweep + k) % len;
+            let i = (core.evict_cursor + k * stride) % len;
             let f = &core.flows[i];
-            let idle = flow::idle_us(core.now, f.last_seen);
-            if f.live() && best.is_none_or(|(t, _)| idle > t) {
-                best = Some((idle, i));
+            if !f.live() {
+                continue;
+            }
+            let v = keep_value(f, core.now, stale, core.counters.flows_created as u32);
+            if best.is_none_or(|(b, _)| v < b) {
+                best = Some((v, i));
             }
         }
-        core.sweep = (core.sweep + EVICT_SCAN) % len;
+        core.evict_cursor = (core.evict_cursor + 1) % len;
         let (_, victim) = best?;
         core.counters.flows_evicted += 1;
         end_flow(mb, core, victim as u32, None, Side::Client);
@@ -56,6 +89,7 @@ pub(super) fn create_flow<M: Middlebox>(
     f.key = key;
     f.hash = hash as u32;
     f.last_seen = flow::tick_of(core.now);
+    f.born = core.counters.flows_created as u32;
     f.flags = FLOW_LIVE
         | pend
         | if client_is_a { CLIENT_IS_ENDPOINT_A } else { 0 }

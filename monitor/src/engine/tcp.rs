@@ -25,7 +25,7 @@ pub(super) fn process_tcp<M: Middlebox>(
     t: &Tcp<'_>,
 ) {
     let (key, sender_is_a) = ip_key(addrs, t);
-    let hash = key.hash(core.cfg.hash_seed);
+    let hash = key.hash(&core.cfg.hash_key);
     let fr = Some(frame);
     let mut fresh = false;
     let slot = match flow::lookup(core.index, core.flows, &key, hash) {
