@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use monitor::{Config, Ctx, Event, Hook, HostStorage, Middlebox, Monitor, Registry, Side};
 
+#[allow(clippy::too_many_arguments)]
 fn frame(
     src: [u8; 4],
     sp: u16,
