@@ -595,6 +595,7 @@ where
             chunks: kernel::mem::alloc_slice(s.chunks, || monitor::EMPTY_CHUNK),
             links: kernel::mem::alloc_slice(s.chunks, || 0u32),
             frags: kernel::mem::alloc_slice(s.frag_slots, || FragSlot::EMPTY),
+            frag_buf: kernel::mem::alloc_slice(budget::frag_buf_len(&s), || 0u8),
         };
         let mut log = Log::for_core(id);
         let info = CoreInfo {

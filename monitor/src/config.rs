@@ -12,9 +12,10 @@ use crate::reasm::Chunk;
 
 /// Bytes per pool chunk. A side's ring is a chain of chunks drawn on demand.
 pub const CHUNK_SIZE: usize = 4096;
-/// Largest IP datagram (after the IP header) the fragment table reassembles; bigger ones are
-/// dropped and counted as [`DropReason::FragTooBig`].
-pub const FRAG_DATAGRAM_MAX: usize = 16384;
+/// Largest IP datagram (after the IP header) the fragment table reassembles (what IPv4's and
+/// IPv6's 16-bit lengths allow); bigger ones are dropped and counted as
+/// [`DropReason::FragTooBig`]. `Storage::frag_buf` should be this long.
+pub const FRAG_DATAGRAM_MAX: usize = 65535;
 /// The most out-of-order islands a side can track (`Config::max_islands` is clamped to it):
 /// the island list lives in one pool chunk of 8-byte entries.
 pub const MAX_ISLANDS: usize = crate::reasm::ISLANDS_MAX;
@@ -153,8 +154,12 @@ pub struct Storage<'a, F> {
     pub chunks: &'a mut [Chunk],
     /// One chain link per chunk (`links.len() == chunks.len()`; any initial contents).
     pub links: &'a mut [u32],
-    /// The IP fragment reassembly table.
+    /// The IP fragment reassembly table (under 320 bytes a slot: the fragments' bytes are held
+    /// in pool chunks while their datagram is incomplete).
     pub frags: &'a mut [FragSlot],
+    /// Where a complete datagram is assembled for parsing: [`FRAG_DATAGRAM_MAX`] bytes for any
+    /// datagram; a shorter buffer lowers the largest one reassembled.
+    pub frag_buf: &'a mut [u8],
 }
 
 /// Why `Monitor::new` refused its storage or configuration.
@@ -192,6 +197,7 @@ pub struct HostStorage<F> {
     chunks: Vec<Chunk>,
     links: Vec<u32>,
     frags: Vec<FragSlot>,
+    frag_buf: Vec<u8>,
 }
 
 #[cfg(feature = "std")]
@@ -208,12 +214,14 @@ impl<F> HostStorage<F> {
         let links = vec![0u32; chunks];
         let chunks = vec![[0u8; CHUNK_SIZE]; chunks];
         let frags = vec![FragSlot::EMPTY; frag_slots];
+        let frag_buf = vec![0u8; if frag_slots > 0 { FRAG_DATAGRAM_MAX } else { 0 }];
         HostStorage {
             flows: flows_v,
             index,
             chunks,
             links,
             frags,
+            frag_buf,
         }
     }
 
@@ -225,6 +233,7 @@ impl<F> HostStorage<F> {
             chunks: &mut self.chunks,
             links: &mut self.links,
             frags: &mut self.frags,
+            frag_buf: &mut self.frag_buf,
         }
     }
 }
@@ -235,7 +244,7 @@ impl<F> HostStorage<F> {
 pub enum DropReason {
     /// Shorter than an Ethernet header (including zero-length frames).
     TruncatedEthernet = 0,
-    /// More than 4 VLAN tags, or a tag cut short.
+    /// A VLAN tag cut short (any number of tags is walked).
     BadVlan,
     /// Not IPv4 or IPv6 (ARP, LLDP, ...).
     NotIp,
@@ -251,6 +260,9 @@ pub enum DropReason {
     FragmentHeld,
     /// A malformed fragment (bad offset or length, overlapping a different last fragment).
     FragMalformed,
+    /// An IPv6 fragment overlapping bytes already received: the whole datagram is discarded
+    /// (RFC 5722; counted per fragment that caused it).
+    FragOverlap,
     /// A datagram larger than `FRAG_DATAGRAM_MAX`.
     FragTooBig,
     /// An incomplete datagram evicted because the fragment table was full (counted per datagram).
@@ -265,7 +277,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::TruncatedEthernet,
@@ -277,6 +289,7 @@ impl DropReason {
         DropReason::BadTcp,
         DropReason::FragmentHeld,
         DropReason::FragMalformed,
+        DropReason::FragOverlap,
         DropReason::FragTooBig,
         DropReason::FragEvicted,
         DropReason::FragTimeout,
@@ -296,6 +309,7 @@ impl DropReason {
             DropReason::BadTcp => "bad_tcp",
             DropReason::FragmentHeld => "fragment_held",
             DropReason::FragMalformed => "frag_malformed",
+            DropReason::FragOverlap => "frag_overlap",
             DropReason::FragTooBig => "frag_too_big",
             DropReason::FragEvicted => "frag_evicted",
             DropReason::FragTimeout => "frag_timeout",
@@ -318,6 +332,8 @@ pub struct Counters {
     pub dropped: [u64; DropReason::COUNT],
     /// IP datagrams reassembled from fragments.
     pub datagrams_reassembled: u64,
+    /// IPv4 fragments that overlapped bytes already received (kept per `Config::overlap`).
+    pub frag_overlaps: u64,
     /// Flows created (SYN or pickup).
     pub flows_created: u64,
     /// Flows picked up mid-stream.

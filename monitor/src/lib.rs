@@ -55,8 +55,15 @@
 //! * **Overlaps**: first copy wins by default; `Overlap::Last` lets later copies replace
 //!   out-of-order bytes (never bytes below the in-order end). Any overlap with bytes already
 //!   received, even fully old ones, raises `REXMIT` before anything is stored.
-//! * **Fragment table full**: the oldest incomplete datagram is evicted (`FragEvicted`);
-//!   incomplete datagrams time out after `Config::frag_timeout_us` (`FragTimeout`).
+//! * **IP fragments**: datagrams up to [`FRAG_DATAGRAM_MAX`] (65 535) bytes; their bytes wait
+//!   in pool chunks (a table slot is metadata only) and a complete datagram is assembled in
+//!   `Storage::frag_buf`. An IPv6 fragment overlapping received bytes discards the datagram
+//!   (RFC 5722, `FragOverlap`); IPv4 overlaps follow `Config::overlap` and count in
+//!   `Counters::frag_overlaps`. **Fragment table full**: a datagram with a single fragment so
+//!   far goes first, else the least recently used (`FragEvicted`), so a flood of junk first
+//!   fragments leaves datagrams in progress intact; incomplete datagrams time out after
+//!   `Config::frag_timeout_us` (`FragTimeout`). VLAN tags and IPv6 extension headers are
+//!   walked as deep as the frame goes.
 //! * **Mid-stream pickup** (`Config::pickup`): see the rule on [`Config::pickup`].
 //! * **Hooks**: `Snd` callbacks run before `Rcv` ones; `Any` subscribers get each occurrence
 //!   once, with the `Rcv` view. `CONN_END` is raised once per flow, at the first subscribed hook

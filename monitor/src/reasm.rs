@@ -55,7 +55,7 @@ impl<'a> Pool<'a> {
         }
     }
 
-    fn alloc(&mut self) -> Option<u32> {
+    pub(crate) fn alloc(&mut self) -> Option<u32> {
         if self.free != NONE {
             let i = self.free;
             self.free = *self.links.get(i as usize)?;
@@ -74,12 +74,22 @@ impl<'a> Pool<'a> {
         }
     }
 
-    fn release(&mut self, i: u32) {
+    pub(crate) fn release(&mut self, i: u32) {
         if let Some(l) = self.links.get_mut(i as usize) {
             *l = self.free;
             self.free = i;
             self.nfree += 1;
         }
+    }
+
+    /// Chunk `i`'s bytes.
+    pub(crate) fn chunk(&self, i: u32) -> Option<&Chunk> {
+        self.chunks.get(i as usize)
+    }
+
+    /// Chunk `i`'s bytes, mutably.
+    pub(crate) fn chunk_mut(&mut self, i: u32) -> Option<&mut Chunk> {
+        self.chunks.get_mut(i as usize)
     }
 
     #[inline]

@@ -1116,11 +1116,16 @@ fn rule_21_malformed_frames_are_counted_and_harm_no_flow() {
     let mut v = good.clone();
     v[12..14].copy_from_slice(&0x0806u16.to_be_bytes()); // ARP
     bad.push((v, DropReason::NotIp));
+    // Six tags are walked (any number is): the IPv4 header after them is missing.
     let mut v = vec![0u8; 12];
     for _ in 0..6 {
         v.extend_from_slice(&[0x81, 0x00, 0, 1]);
     }
     v.extend_from_slice(&[0x08, 0x00]);
+    bad.push((v, DropReason::BadIpv4));
+    // A tag cut short.
+    let mut v = vec![0u8; 12];
+    v.extend_from_slice(&[0x81, 0x00, 0, 1, 0x81, 0x00, 0]);
     bad.push((v, DropReason::BadVlan));
     let mut jumbo = c.cdata(5, &vec![b'j'; 9000]);
     jumbo.truncate(5000); // IP total length lies

@@ -28,7 +28,7 @@ use crate::config::{
     REWRITE_MAX,
 };
 use crate::flow::{self, Bucket, FlowSlot, IN_NEW_DATA_LIST, NONE, PICKED_UP};
-use crate::intake::{self, FragTable, L3};
+use crate::intake::{self, FragTable, Fragment, L3};
 use crate::reasm::{Pool, BUFFERING_OFF};
 use checksum::fix_checksums;
 use dispatch::{end_flow, flush_new_data};
@@ -153,6 +153,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             },
             frags: FragTable {
                 slots: st.frags,
+                buf: st.frag_buf,
                 used: 0,
             },
         })
@@ -304,8 +305,12 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             i = next;
         }
         let now = core.now;
-        self.frags
-            .expire(now, core.cfg.frag_timeout_us, &mut core.counters);
+        self.frags.expire(
+            now,
+            core.cfg.frag_timeout_us,
+            &mut core.counters,
+            &mut core.pool,
+        );
         // Sweep so that the whole table is visited once per quarter of the idle timeout of
         // elapsed time: touching cold slots is the expensive part, so no more than that.
         let len = core.flows.len() as u128;
@@ -424,22 +429,28 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             }) => {
                 let now = core.now;
                 let to = core.cfg.frag_timeout_us;
-                match self.frags.add(
+                let fragment = Fragment {
                     addrs,
                     proto,
                     id,
                     off,
                     more,
                     data,
+                };
+                let overlap = core.cfg.overlap;
+                match self.frags.add(
+                    fragment,
                     now,
                     to,
+                    overlap,
                     &mut core.counters,
+                    &mut core.pool,
                 ) {
                     Err(r) => core.counters.dropped[r as usize] += 1,
                     Ok(None) => core.counters.dropped[DropReason::FragmentHeld as usize] += 1,
-                    Ok(Some(i)) => {
+                    Ok(Some((addrs, proto, len))) => {
                         core.counters.datagrams_reassembled += 1;
-                        let (addrs, proto, dg) = self.frags.slots[i].datagram();
+                        let dg = self.frags.buf.get(..len).unwrap_or(&[]);
                         if proto != 6 {
                             core.counters.dropped[DropReason::NotTcp as usize] += 1;
                         } else {
@@ -448,7 +459,6 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                                 Err(r) => core.counters.dropped[r as usize] += 1,
                             }
                         }
-                        self.frags.release(i);
                     }
                 }
             }
