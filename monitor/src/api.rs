@@ -243,8 +243,8 @@ pub struct BufInfo {
     /// End of the furthest byte received.
     pub last_end: u64,
     /// Bytes of this stream lost to a limit or at the tap (never readable): past the capacity
-    /// beyond a hole, the pool empty, the island limit, or acknowledged by the receiving
-    /// endpoint but never seen by the monitor. Each loss also raised `ERROR` (see
+    /// beyond a hole, the pool empty, the island limit, overwritten in a full ring before they
+    /// were read, or acknowledged by the receiving endpoint but never seen by the monitor. Each loss also raised `ERROR` (see
     /// [`ErrorReason`]).
     pub lost: u64,
 }
@@ -253,7 +253,7 @@ pub struct BufInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorReason {
     /// Unread in-order bytes are about to be overwritten to make room in a full ring (they can
-    /// still be read inside this callback).
+    /// still be read inside this callback; what is left unread counts in `BufInfo::lost`).
     Overwriting {
         /// Bytes about to be overwritten.
         bytes: u64,
@@ -270,6 +270,9 @@ pub enum ErrorReason {
     RstNotAtNextSeq,
     /// A SYN or SYN-ACK with a new ISN on a synchronized connection (RFC 5961 §4): ignored.
     SynOnSynchronized,
+    /// The flow table is full and this flow is evicted to make room (`CONN_END` follows; its
+    /// later packets are orphans, or a picked-up flow of their own).
+    Evicted,
     /// Bytes (or a second FIN) beyond the sender's FIN: not stream data, ignored.
     AfterFin {
         /// Payload bytes beyond the FIN.

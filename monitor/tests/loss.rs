@@ -91,3 +91,46 @@ fn pool_and_capacity_losses_are_counted_on_the_flow() {
     assert_eq!(m.buf_info(f, Side::Client).unwrap().lost, 3);
     assert_eq!(m.buf_info(f, Side::Server).unwrap().lost, 104);
 }
+
+#[test]
+fn unread_bytes_overwritten_in_a_full_ring_are_lost_and_eviction_is_reported() {
+    let c = Conn::v4(10, 20);
+    let mut st = storage();
+    let cfg = Config {
+        side_capacity: 2 * monitor::CHUNK_SIZE as u32,
+        ..cfg()
+    };
+    let mut m = Monitor::new(errors(), cfg, st.storage()).unwrap();
+    feed(&mut m, &[c.syn(), c.synack(), c.ack()], 0);
+    // 3 chunks' worth into a 2-chunk ring, nothing read: the first chunk is overwritten.
+    let n = monitor::CHUNK_SIZE;
+    feed(
+        &mut m,
+        &[
+            c.cdata(0, &vec![1u8; n]),
+            c.cdata(n as u64, &vec![2u8; n]),
+            c.cdata(2 * n as u64, &vec![3u8; 100]),
+        ],
+        1000,
+    );
+    let f = m.flows().next().unwrap();
+    assert_eq!(
+        m.middlebox().errors,
+        vec![(Hook::Rcv, ErrorReason::Overwriting { bytes: n as u64 })]
+    );
+    assert_eq!(m.buf_info(f, Side::Server).unwrap().lost, n as u64);
+
+    // A table of one slot: a second connection evicts the first, which hears why.
+    let mut st: HostStorage<PerFlow> = HostStorage::new(1, 8, 1);
+    let mut m = Monitor::new(errors(), cfg, st.storage()).unwrap();
+    let d = Conn {
+        c: ("10.0.0.2".parse().unwrap(), 2),
+        ..Conn::v4(1, 2)
+    };
+    feed(&mut m, &[c.syn(), d.syn()], 0);
+    assert_eq!(
+        m.middlebox().errors,
+        vec![(Hook::Rcv, ErrorReason::Evicted)]
+    );
+    assert_eq!(m.counters().flows_evicted, 1);
+}

@@ -22,8 +22,9 @@ use core::net::{IpAddr, SocketAddr};
 use monitor::{Ctx, Event, FlowHandle, Frag, Hook, Middlebox, PeekError, Registry, Side};
 use sha2::{Digest, Sha256};
 
-/// Most fragments listed per side at `CONN_END`.
-pub const MAX_FRAGS: usize = 64;
+/// Most fragments listed per side at `CONN_END`: the in-order run and every island the
+/// default configuration keeps.
+pub const MAX_FRAGS: usize = 1 + monitor::Config::DEFAULT.max_islands as usize;
 /// Bytes read per `peek`/`ppeek` call.
 pub const READ_CHUNK: usize = 4096;
 

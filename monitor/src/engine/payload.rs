@@ -60,6 +60,12 @@ pub(super) fn store_payload<M: Middlebox>(
         if r.cursor < r.base + plan.advance {
             let bytes = r.base + plan.advance - r.cursor.max(r.base);
             raise_error(mb, core, slot, fr, ErrorReason::Overwriting { bytes }, snd);
+            // What the callback did not read is lost.
+            let r = &mut core.flows[slot as usize].sides[ri];
+            let limit = r.base + plan.advance;
+            if r.buffered() && r.cursor < limit {
+                r.lost += limit - r.cursor.max(r.base);
+            }
         }
         core.counters.bytes_overwritten += plan.advance;
     }

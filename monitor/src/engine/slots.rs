@@ -1,8 +1,8 @@
 //! Flow slots: allocation (with eviction when the table is full), creation and freeing.
 
-use super::dispatch::end_flow;
+use super::dispatch::{end_flow, raise_error};
 use super::Core;
-use crate::api::{Middlebox, Overlap, Side, TcpState};
+use crate::api::{ErrorReason, Middlebox, Overlap, Side, TcpState};
 use crate::config::EVICT_SCAN;
 use crate::flow::{
     self, FlowKey, FlowSlot, CLIENT_IS_ENDPOINT_A, FLOW_LIVE, IN_NEW_DATA_LIST, NONE, PICKED_UP,
@@ -59,6 +59,14 @@ pub(super) fn alloc_slot<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>)
         core.evict_cursor = (core.evict_cursor + 1) % len;
         let (_, victim) = best?;
         core.counters.flows_evicted += 1;
+        raise_error(
+            mb,
+            core,
+            victim as u32,
+            None,
+            ErrorReason::Evicted,
+            Side::Client,
+        );
         end_flow(mb, core, victim as u32, None, Side::Client);
     }
     let i = core.free_head;
