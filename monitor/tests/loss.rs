@@ -109,7 +109,7 @@ fn unread_bytes_overwritten_in_a_full_ring_are_lost_and_eviction_is_reported() {
         &[
             c.cdata(0, &vec![1u8; n]),
             c.cdata(n as u64, &vec![2u8; n]),
-            c.cdata(2 * n as u64, &vec![3u8; 100]),
+            c.cdata(2 * n as u64, &[3u8; 100]),
         ],
         1000,
     );
