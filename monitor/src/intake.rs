@@ -434,6 +434,10 @@ impl<'a> FragTable<'a> {
         pool: &mut Pool<'_>,
     ) -> Result<Option<(Addrs, u8, usize)>, DropReason> {
         self.expire(now, timeout, c, pool);
+        if self.slots.is_empty() {
+            // No fragment table: every fragment is dropped (and counted) as if evicted.
+            return Err(DropReason::FragEvicted);
+        }
         let end = fr.off + fr.data.len();
         if end > FRAG_DATAGRAM_MAX || end > self.buf.len() {
             return Err(DropReason::FragTooBig);
