@@ -32,7 +32,9 @@ pub fn storage_bytes<F>(s: &Settings) -> u64 {
     let chunks = (s.chunks * size_of::<Chunk>()) as u64;
     let links = (s.chunks * size_of::<u32>()) as u64;
     let frags = (s.frag_slots * size_of::<FragSlot>()) as u64;
-    let mut total = pages(flows) + pages(index) + pages(chunks) + pages(links) + pages(frags);
+    let frag_buf = frag_buf_len(s) as u64;
+    let mut total =
+        pages(flows) + pages(index) + pages(chunks) + pages(links) + pages(frags) + pages(frag_buf);
     if s.mode == Mode::Inline {
         let held = s.frag_slots * HELD_PER_SLOT;
         total += pages((STAGE_FRAMES * HOLD_FRAME_MAX) as u64)
@@ -40,6 +42,15 @@ pub fn storage_bytes<F>(s: &Settings) -> u64 {
             + pages((held * size_of::<Held>()) as u64);
     }
     total
+}
+
+/// Bytes of the buffer a core assembles complete IP datagrams in (none without fragment slots).
+pub fn frag_buf_len(s: &Settings) -> usize {
+    if s.frag_slots > 0 {
+        monitor::FRAG_DATAGRAM_MAX
+    } else {
+        0
+    }
 }
 
 /// Whether `cores` cores' storage fits in `free` bytes, keeping `reserve` bytes back.

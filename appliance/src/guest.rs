@@ -620,6 +620,7 @@ where
             chunks: kernel::mem::alloc_slice(s.chunks, || monitor::EMPTY_CHUNK),
             links: kernel::mem::alloc_slice(s.chunks, || 0u32),
             frags: kernel::mem::alloc_slice(s.frag_slots, || FragSlot::EMPTY),
+            frag_buf: kernel::mem::alloc_slice(budget::frag_buf_len(&s), || 0u8),
         };
         let mut log = Log::for_core(id);
         let info = CoreInfo {
@@ -628,7 +629,16 @@ where
             log,
         };
         let mb = P::App::new(&info);
-        let mut mon = Monitor::new(mb, s.monitor_config(id), storage)
+        // A per-boot, per-core flow-hash key from the TSC (read twice, around other work).
+        let key = [
+            kernel::arch::rdtsc() ^ id as u64,
+            kernel::arch::rdtsc().rotate_left(29),
+        ];
+        let cfg = monitor::Config {
+            hash_key: key,
+            ..s.monitor_config(id)
+        };
+        let mut mon = Monitor::new(mb, cfg, storage)
             .map_err(|_| AppError("the monitor refused its storage"))?;
         READY.fetch_add(1, Ordering::AcqRel);
         if id == 0 {

@@ -137,6 +137,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
         HostStorage::new(s.flows, s.chunks, s.frag_slots);
     let mut cfg = s.monitor_config(0);
     cfg.inline = inline;
+    cfg.hash_key = monitor::Config::random_hash_key();
     let log = Log::for_core(0);
     let mb = P::App::new(&CoreInfo {
         id: 0,

@@ -2,11 +2,9 @@
 //! every connection's per-direction byte count, sha256 and hole count must equal the truth,
 //! and so must the endpoints' final TCP states and the order in which connections end.
 //!
-//! One known difference is pinned rather than hidden: when the tap lost a segment that the
-//! receiver acknowledged, the FIN after that hole is never delivered in order, so the
-//! receiving endpoint's emulated state stops short of the real one (e.g. `FIN_WAIT_2` where
-//! the endpoint reached `TIME_WAIT`). For such connections the stream fields must still match
-//! exactly; the states are checked to be the expected stopped-short ones.
+//! When the tap lost a segment that the receiver acknowledged, the hole is tap loss (counted
+//! in `lost`) and the FIN behind it is delivered, so the states are the endpoints' real ones
+//! there too.
 
 use image::host::capture::Capture;
 use image::host::flows::{flows_of, DEFAULT_MAX_FLOWS};
@@ -52,44 +50,25 @@ fn check(cfg: &GenConfig) -> usize {
         assert_eq!(g.s2c, t.s2c, "s2c of {}", t.client);
         if lossy(t) {
             holes += 1;
-            // Only the state fed by an unfilled hole may stop short; the other must match.
-            // The undelivered FIN leaves the emulated endpoint short of the real one: still
-            // open, or believing it closed first.
-            let stopped_short = |got: &str, want: &str| {
-                got == want
-                    || matches!(
-                        (got, want),
-                        ("FIN_WAIT_2" | "FIN_WAIT_1", "TIME_WAIT" | "CLOSED")
-                            | ("ESTABLISHED", "CLOSE_WAIT" | "CLOSED")
-                            | ("CLOSE_WAIT" | "LAST_ACK", "CLOSED")
-                    )
-            };
-            assert!(
-                stopped_short(&g.client_state, &t.client_state),
-                "client state of {t:?}: {g:?}"
-            );
-            assert!(
-                stopped_short(&g.server_state, &t.server_state),
-                "server state of {t:?}: {g:?}"
-            );
-        } else {
-            assert_eq!(
-                g.client_state, t.client_state,
-                "client state of {}",
-                t.client
-            );
-            assert_eq!(
-                g.server_state, t.server_state,
-                "server state of {}",
-                t.client
-            );
         }
+        // Tap loss included: a hole the receiver acknowledged is permanent, so the FIN behind
+        // it is delivered and both endpoints' states are the real ones.
+        assert_eq!(
+            g.client_state, t.client_state,
+            "client state of {}",
+            t.client
+        );
+        assert_eq!(
+            g.server_state, t.server_state,
+            "server state of {}",
+            t.client
+        );
     }
-    // Connections that closed during the capture (no holes) end in the truth's order; those
+    // Connections that closed during the capture (holes or not) end in the truth's order; those
     // still open are ended after the last frame, in flow-table order.
     let closed = |v: &[FlowLine]| -> Vec<_> {
         v.iter()
-            .filter(|f| !lossy(f) && f.client_state != "ESTABLISHED")
+            .filter(|f| f.client_state != "ESTABLISHED")
             .map(key)
             .collect()
     };

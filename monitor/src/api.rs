@@ -242,6 +242,56 @@ pub struct BufInfo {
     pub in_order_end: u64,
     /// End of the furthest byte received.
     pub last_end: u64,
+    /// Bytes of this stream lost to a limit or at the tap (never readable): past the capacity
+    /// beyond a hole, the pool empty, the island limit, overwritten in a full ring before they
+    /// were read, or acknowledged by the receiving endpoint but never seen by the monitor. Each loss also raised `ERROR` (see
+    /// [`ErrorReason`]).
+    pub lost: u64,
+}
+
+/// Why `ERROR` was raised (`Ctx::error_reason` inside the callback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    /// Unread in-order bytes are about to be overwritten to make room in a full ring (they can
+    /// still be read inside this callback; what is left unread counts in `BufInfo::lost`).
+    Overwriting {
+        /// Bytes about to be overwritten.
+        bytes: u64,
+    },
+    /// Bytes that could not be stored and are lost for good (counted in `BufInfo::lost`).
+    Lost {
+        /// Bytes lost by this segment.
+        bytes: u64,
+        /// Which limit.
+        cause: LossCause,
+    },
+    /// A RST whose sequence number is not the receiver's next expected one (RFC 5961 §3: an
+    /// endpoint answers it with a challenge ACK and stays connected): ignored.
+    RstNotAtNextSeq,
+    /// A SYN or SYN-ACK with a new ISN on a synchronized connection (RFC 5961 §4): ignored.
+    SynOnSynchronized,
+    /// The flow table is full and this flow is evicted to make room (`CONN_END` follows; its
+    /// later packets are orphans, or a picked-up flow of their own).
+    Evicted,
+    /// Bytes (or a second FIN) beyond the sender's FIN: not stream data, ignored.
+    AfterFin {
+        /// Payload bytes beyond the FIN.
+        bytes: u64,
+    },
+}
+
+/// The limit that made bytes unstorable ([`ErrorReason::Lost`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossCause {
+    /// Beyond the side's capacity past a hole.
+    Capacity,
+    /// The chunk pool was empty.
+    Pool,
+    /// The side already holds `Config::max_islands` out-of-order islands.
+    Islands,
+    /// The receiving endpoint acknowledged bytes the monitor never saw (lost at the tap); the
+    /// hole is permanent.
+    Tap,
 }
 
 /// Errors of `ppeek`, `peek`, `frag_info` and `buf_info` (contract §13).

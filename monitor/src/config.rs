@@ -12,12 +12,13 @@ use crate::reasm::Chunk;
 
 /// Bytes per pool chunk. A side's ring is a chain of chunks drawn on demand.
 pub const CHUNK_SIZE: usize = 4096;
-/// Largest IP datagram (after the IP header) the fragment table reassembles; bigger ones are
-/// dropped and counted as [`DropReason::FragTooBig`].
-pub const FRAG_DATAGRAM_MAX: usize = 16384;
-/// Out-of-order islands tracked per side besides the in-order run. A segment that would need
-/// more is dropped, counted (`Counters::bytes_dropped`) and reported with `ERROR`.
-pub const MAX_ISLANDS: usize = 3;
+/// Largest IP datagram (after the IP header) the fragment table reassembles (what IPv4's and
+/// IPv6's 16-bit lengths allow); bigger ones are dropped and counted as
+/// [`DropReason::FragTooBig`]. `Storage::frag_buf` should be this long.
+pub const FRAG_DATAGRAM_MAX: usize = 65535;
+/// The most out-of-order islands a side can track (`Config::max_islands` is clamped to it):
+/// the island list lives in one pool chunk of 8-byte entries.
+pub const MAX_ISLANDS: usize = crate::reasm::ISLANDS_MAX;
 /// Most user-defined events per monitor (their ids are the bits above `CONN_END`).
 pub const MAX_USER_EVENTS: usize = 52;
 /// Most armed timers per core.
@@ -28,7 +29,7 @@ pub const REWRITE_MAX: usize = 2048;
 pub const INJECT_SLOTS: usize = 4;
 /// Largest injected frame.
 pub const INJECT_MAX: usize = 1536;
-/// Live flows examined when the table is full to pick the one to evict.
+/// Live flows sampled (spread across the table) when it is full, to pick the one to evict.
 pub const EVICT_SCAN: usize = 32;
 
 /// Per-monitor settings. Build them as a `const` in the image so they are fixed at build time.
@@ -54,8 +55,21 @@ pub struct Config {
     pub frag_timeout_us: u64,
     /// Inline (bump-in-the-wire) mode: packet actions allowed. False: tap mode, never transmits.
     pub inline: bool,
-    /// Seed of the flow hash (use a random value per boot against hash flooding).
-    pub hash_seed: u64,
+    /// Key of the flow hash (SipHash-1-3): a per-run secret, so that nobody can craft tuples
+    /// that collide in the flow index. The appliance derives one per core from the TSC at
+    /// boot; the host tools use [`Config::random_hash_key`] (`std` feature). The default is
+    /// a public constant: fine for tests, not against hostile traffic.
+    pub hash_key: [u64; 2],
+    /// Accept any RST inside the receiver's window (older stacks). False (the default): a RST
+    /// closes the flow only at the receiver's next expected sequence number (RFC 5961 §3, what
+    /// Linux and the BSDs do); any other RST is ignored and reported with `ERROR`
+    /// (`ErrorReason::RstNotAtNextSeq`).
+    pub rst_in_window: bool,
+    /// Out-of-order islands tracked per side besides the in-order run (at most
+    /// [`MAX_ISLANDS`]; the list takes one pool chunk while a side has islands). A segment that
+    /// would need more is dropped, counted on the flow (`BufInfo::lost`) and in
+    /// `Counters::bytes_dropped`, and reported with `ERROR` (`LossCause::Islands`).
+    pub max_islands: u16,
 }
 
 impl Config {
@@ -69,17 +83,51 @@ impl Config {
         idle_timeout_us: 30_000_000,
         frag_timeout_us: 2_000_000,
         inline: false,
-        hash_seed: 0x9e37_79b9_7f4a_7c15,
+        hash_key: [0x9e37_79b9_7f4a_7c15, 0x0123_4567_89ab_cdef],
+        rst_in_window: false,
+        max_islands: 64,
     };
+
+    /// Islands per side, clamped to what one list chunk holds.
+    pub(crate) const fn islands_per_side(&self) -> usize {
+        let n = self.max_islands as usize;
+        if n > MAX_ISLANDS {
+            MAX_ISLANDS
+        } else {
+            n
+        }
+    }
 
     /// Capacity in chunks per side.
     pub(crate) const fn side_chunks(&self) -> u32 {
+        // Below 4 GiB, so that every island bound lies within 2^32 of the in-order end.
         let c = (self.side_capacity as usize).div_ceil(CHUNK_SIZE);
+        let c = if c > u32::MAX as usize / CHUNK_SIZE {
+            u32::MAX as usize / CHUNK_SIZE
+        } else {
+            c
+        };
         if c == 0 {
             1
         } else {
             c as u32
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Config {
+    /// A random flow-hash key for this run (from the standard library's per-process random
+    /// hasher keys, which come from the operating system).
+    pub fn random_hash_key() -> [u64; 2] {
+        use std::hash::{BuildHasher, Hasher};
+        let s = std::collections::hash_map::RandomState::new();
+        let word = |i: u64| {
+            let mut h = s.build_hasher();
+            h.write_u64(i);
+            h.finish()
+        };
+        [word(1), word(2)]
     }
 }
 
@@ -106,8 +154,12 @@ pub struct Storage<'a, F> {
     pub chunks: &'a mut [Chunk],
     /// One chain link per chunk (`links.len() == chunks.len()`; any initial contents).
     pub links: &'a mut [u32],
-    /// The IP fragment reassembly table.
+    /// The IP fragment reassembly table (under 320 bytes a slot: the fragments' bytes are held
+    /// in pool chunks while their datagram is incomplete).
     pub frags: &'a mut [FragSlot],
+    /// Where a complete datagram is assembled for parsing: [`FRAG_DATAGRAM_MAX`] bytes for any
+    /// datagram; a shorter buffer lowers the largest one reassembled.
+    pub frag_buf: &'a mut [u8],
 }
 
 /// Why `Monitor::new` refused its storage or configuration.
@@ -145,6 +197,7 @@ pub struct HostStorage<F> {
     chunks: Vec<Chunk>,
     links: Vec<u32>,
     frags: Vec<FragSlot>,
+    frag_buf: Vec<u8>,
 }
 
 #[cfg(feature = "std")]
@@ -161,12 +214,14 @@ impl<F> HostStorage<F> {
         let links = vec![0u32; chunks];
         let chunks = vec![[0u8; CHUNK_SIZE]; chunks];
         let frags = vec![FragSlot::EMPTY; frag_slots];
+        let frag_buf = vec![0u8; if frag_slots > 0 { FRAG_DATAGRAM_MAX } else { 0 }];
         HostStorage {
             flows: flows_v,
             index,
             chunks,
             links,
             frags,
+            frag_buf,
         }
     }
 
@@ -178,6 +233,7 @@ impl<F> HostStorage<F> {
             chunks: &mut self.chunks,
             links: &mut self.links,
             frags: &mut self.frags,
+            frag_buf: &mut self.frag_buf,
         }
     }
 }
@@ -188,7 +244,7 @@ impl<F> HostStorage<F> {
 pub enum DropReason {
     /// Shorter than an Ethernet header (including zero-length frames).
     TruncatedEthernet = 0,
-    /// More than 4 VLAN tags, or a tag cut short.
+    /// A VLAN tag cut short (any number of tags is walked).
     BadVlan,
     /// Not IPv4 or IPv6 (ARP, LLDP, ...).
     NotIp,
@@ -204,6 +260,9 @@ pub enum DropReason {
     FragmentHeld,
     /// A malformed fragment (bad offset or length, overlapping a different last fragment).
     FragMalformed,
+    /// An IPv6 fragment overlapping bytes already received: the whole datagram is discarded
+    /// (RFC 5722; counted per fragment that caused it).
+    FragOverlap,
     /// A datagram larger than `FRAG_DATAGRAM_MAX`.
     FragTooBig,
     /// An incomplete datagram evicted because the fragment table was full (counted per datagram).
@@ -218,7 +277,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::TruncatedEthernet,
@@ -230,6 +289,7 @@ impl DropReason {
         DropReason::BadTcp,
         DropReason::FragmentHeld,
         DropReason::FragMalformed,
+        DropReason::FragOverlap,
         DropReason::FragTooBig,
         DropReason::FragEvicted,
         DropReason::FragTimeout,
@@ -249,6 +309,7 @@ impl DropReason {
             DropReason::BadTcp => "bad_tcp",
             DropReason::FragmentHeld => "fragment_held",
             DropReason::FragMalformed => "frag_malformed",
+            DropReason::FragOverlap => "frag_overlap",
             DropReason::FragTooBig => "frag_too_big",
             DropReason::FragEvicted => "frag_evicted",
             DropReason::FragTimeout => "frag_timeout",
@@ -271,6 +332,8 @@ pub struct Counters {
     pub dropped: [u64; DropReason::COUNT],
     /// IP datagrams reassembled from fragments.
     pub datagrams_reassembled: u64,
+    /// IPv4 fragments that overlapped bytes already received (kept per `Config::overlap`).
+    pub frag_overlaps: u64,
     /// Flows created (SYN or pickup).
     pub flows_created: u64,
     /// Flows picked up mid-stream.

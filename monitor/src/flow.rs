@@ -66,29 +66,69 @@ impl FlowKey {
             && self.v6 == other.v6
     }
 
-    /// A seeded multiply-rotate hash over the key's five 64-bit words (FxHash-style mixing with
-    /// a final avalanche). Not the NIC's RSS hash.
+    /// SipHash-1-3 keyed with `key` over the key's five 64-bit words: a per-run secret key
+    /// makes colliding tuples impossible to craft, so probe lengths stay those of random
+    /// tuples (the index is at most half full). Not the NIC's RSS hash.
     #[inline]
-    pub fn hash(&self, seed: u64) -> u64 {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
+    pub fn hash(&self, key: &[u64; 2]) -> u64 {
+        // Ports and family in one word. Not the key's memory layout on purpose: a packed
+        // `pa | pb << 16` made the compiler reload both ports with one 32-bit load just after
+        // two 16-bit stores of the new key, a store-forwarding stall on every packet.
+        let ports = ((self.pa as u64) << 40) | ((self.pb as u64) << 8) | (self.v6 as u64);
+        if !self.v6 {
+            // IPv4: both addresses fit one word, so two words instead of five (three SipHash
+            // rounds fewer per packet); the family bit keeps the two forms apart.
+            let a = u32::from_le_bytes([self.a[0], self.a[1], self.a[2], self.a[3]]) as u64;
+            let b = u32::from_le_bytes([self.b[0], self.b[1], self.b[2], self.b[3]]) as u64;
+            return siphash13(key, &[a | (b << 32), ports]);
+        }
         let w = [
             u64::from_le_bytes(word(&self.a, 0)),
             u64::from_le_bytes(word(&self.a, 8)),
             u64::from_le_bytes(word(&self.b, 0)),
             u64::from_le_bytes(word(&self.b, 8)),
-            // Not the key's memory layout on purpose: a packed `pa | pb << 16` made the compiler
-            // reload both ports with one 32-bit load just after two 16-bit stores of the new key,
-            // a store-forwarding stall on every packet.
-            ((self.pa as u64) << 40) | ((self.pb as u64) << 8) | (self.v6 as u64),
+            ports,
         ];
-        let mut h = seed;
-        for x in w {
-            h = (h.rotate_left(5) ^ x).wrapping_mul(K);
-        }
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^ (h >> 33)
+        siphash13(key, &w)
     }
+}
+
+/// SipHash-1-3 of whole 64-bit words (the message is `words` as little-endian bytes).
+#[inline]
+pub(crate) fn siphash13(key: &[u64; 2], words: &[u64]) -> u64 {
+    let mut v = [
+        key[0] ^ 0x736f_6d65_7073_6575,
+        key[1] ^ 0x646f_7261_6e64_6f6d,
+        key[0] ^ 0x6c79_6765_6e65_7261,
+        key[1] ^ 0x7465_6462_7974_6573,
+    ];
+    #[inline(always)]
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    for &m in words {
+        v[3] ^= m;
+        round(&mut v);
+        v[0] ^= m;
+    }
+    let last = ((words.len() as u64 * 8) & 0xff) << 56;
+    v[3] ^= last;
+    round(&mut v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    round(&mut v);
+    round(&mut v);
+    round(&mut v);
+    v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
 #[inline]
@@ -100,11 +140,17 @@ fn word(a: &[u8; 16], at: usize) -> [u8; 8] {
 
 pub(crate) const NONE: u32 = u32::MAX;
 
-pub(crate) const F_LIVE: u8 = 1;
-pub(crate) const F_CLIENT_IS_A: u8 = 2;
-pub(crate) const F_IN_PEND: u8 = 4;
-pub(crate) const F_STOPPED: u8 = 8;
-pub(crate) const F_PICKED: u8 = 16;
+// Bits of `FlowSlot::flags`.
+/// The slot holds a live flow.
+pub(crate) const FLOW_LIVE: u8 = 1;
+/// The client is the key's endpoint `a` (the lower address/port).
+pub(crate) const CLIENT_IS_ENDPOINT_A: u8 = 2;
+/// The slot is on the list of flows with pending `CONN_NEW_DATA`.
+pub(crate) const IN_NEW_DATA_LIST: u8 = 4;
+/// `Ctx::stop_monitoring` was called: packets pass untouched, no events.
+pub(crate) const MONITORING_STOPPED: u8 = 8;
+/// The flow was picked up mid-stream.
+pub(crate) const PICKED_UP: u8 = 16;
 
 /// One flow slot: the key, both sides' TCP and buffer state, and the user's per-flow state.
 /// Build storage from [`FlowSlot::EMPTY`].
@@ -115,6 +161,9 @@ pub struct FlowSlot<F> {
     pub(crate) hash: u32,
     /// Last activity, in ticks of 1024 µs (wrapping; see `tick_of`).
     pub(crate) last_seen: u32,
+    /// Creation order (`Counters::flows_created` then, wrapping): eviction keeps the older
+    /// established flows.
+    pub(crate) born: u32,
     pub(crate) gen: u32,
     pub(crate) next_free: u32,
     pub(crate) pend_next: u32,
@@ -129,6 +178,7 @@ impl<F> FlowSlot<F> {
         key: FlowKey::EMPTY,
         hash: 0,
         last_seen: 0,
+        born: 0,
         gen: 0,
         next_free: NONE,
         pend_next: NONE,
@@ -139,7 +189,7 @@ impl<F> FlowSlot<F> {
 
     #[inline]
     pub(crate) fn live(&self) -> bool {
-        self.flags & F_LIVE != 0
+        self.flags & FLOW_LIVE != 0
     }
 }
 
@@ -270,8 +320,76 @@ mod tests {
         let (k2, s2) = FlowKey::new(false, &b, 80, &a, 1000);
         assert_eq!(k1, k2);
         assert_ne!(s1, s2);
-        assert_eq!(k1.hash(7), k2.hash(7));
-        assert_ne!(k1.hash(7), k1.hash(8));
+        assert_eq!(k1.hash(&[7, 0]), k2.hash(&[7, 0]));
+        assert_ne!(k1.hash(&[7, 0]), k1.hash(&[8, 0]));
+    }
+
+    #[test]
+    fn siphash13_matches_the_standard_librarys() {
+        // std's DefaultHasher is SipHash-1-3 with a zero key; `write_u64` feeds 8 LE bytes.
+        use std::hash::Hasher;
+        for n in 0..6u64 {
+            let words: Vec<u64> = (0..n)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for w in &words {
+                h.write_u64(*w);
+            }
+            assert_eq!(siphash13(&[0, 0], &words), h.finish(), "{n} words");
+        }
+    }
+
+    #[test]
+    fn crafted_collisions_under_one_key_scatter_under_another() {
+        // 200 keys that all land in bucket 0 of a 512-bucket index under key A (found by
+        // trying tuples), inserted under key B: the probe sequences are those of random keys.
+        let a = [1, 2];
+        let b = [0x5eed, 0xbeef];
+        let mask = 511u64;
+        let mut colliding = Vec::new();
+        let mut port = 0u32;
+        while colliding.len() < 200 {
+            let (k, _) = FlowKey::new(
+                false,
+                &[10; 16],
+                (port & 0xffff) as u16,
+                &[1; 16],
+                (port >> 16) as u16 + 1,
+            );
+            if k.hash(&a) & mask == 0 {
+                colliding.push(k);
+            }
+            port += 1;
+        }
+        let displacement = |key: &[u64; 2]| -> usize {
+            let mut flows: Vec<FlowSlot<()>> = (0..256).map(|_| FlowSlot::EMPTY).collect();
+            let mut index = vec![Bucket::EMPTY; 512];
+            for (i, k) in colliding.iter().enumerate() {
+                flows[i].key = *k;
+                flows[i].hash = k.hash(key) as u32;
+                flows[i].flags = FLOW_LIVE;
+                insert(&mut index, k.hash(key), i as u32);
+            }
+            // The longest distance of a key from its home bucket.
+            index
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.tag != 0)
+                .map(|(pos, b)| (pos + 512 - (flows[b.slot as usize].hash as usize & 511)) & 511)
+                .max()
+                .unwrap()
+        };
+        assert_eq!(
+            displacement(&a),
+            199,
+            "under the key they were crafted for: one chain"
+        );
+        assert!(
+            displacement(&b) <= 8,
+            "under another key: {}",
+            displacement(&b)
+        );
     }
 
     #[test]
@@ -284,7 +402,7 @@ mod tests {
             let (k, _) = FlowKey::new(false, &[i as u8; 16], 1, &[0; 16], 2);
             f.key = k;
             f.hash = (i as u32 % 5) | ((i as u32) << 24); // clustered home buckets
-            f.flags = F_LIVE;
+            f.flags = FLOW_LIVE;
         }
         for (i, f) in flows.iter().enumerate() {
             insert(&mut index, f.hash as u64 | (7 << 32), i as u32);

@@ -4,18 +4,24 @@
 //! Received bytes are untrusted: every header goes through bounds-checked `get` into a fixed-size
 //! header view (Ethernet, IPv4, TCP: the same length checks as smoltcp's `new_checked`, done once)
 //! or smoltcp's checked views (IPv6), so no input can panic or read out of bounds.
+//!
+//! Why not smoltcp's typed views for Ethernet/IPv4/TCP too: each accessor of a `new_checked`
+//! view re-slices the buffer with its own bounds check, and this parse runs once per packet on
+//! the hot path; the fixed-size arrays below carry the same checks once. (The throughput
+//! example's "parse floor" is exactly the smoltcp-views walk, for comparison.)
 
 use smoltcp::wire::{IpProtocol, Ipv6Packet, TcpOption};
 
-use crate::config::{Counters, DropReason, FRAG_DATAGRAM_MAX};
+use crate::api::Overlap;
+use crate::config::{Counters, DropReason, CHUNK_SIZE, FRAG_DATAGRAM_MAX};
+use crate::flow::NONE;
+use crate::reasm::Pool;
 
 const ETH_VLAN: u16 = 0x8100;
 const ETH_QINQ: u16 = 0x88a8;
 const ETH_QINQ_OLD: u16 = 0x9100;
 const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;
-const MAX_VLAN_TAGS: usize = 4;
-const MAX_EXT_HEADERS: usize = 8;
 
 /// Source and destination addresses (IPv4 in the first four bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,10 +57,12 @@ pub(crate) struct Tcp<'a> {
     pub seq: u32,
     pub ack: u32,
     pub syn: bool,
-    pub ackf: bool,
+    pub ack_flag: bool,
     pub fin: bool,
     pub rst: bool,
     pub wscale: Option<u8>,
+    /// The window field, unscaled.
+    pub window: u16,
     pub payload: &'a [u8],
 }
 
@@ -72,12 +80,8 @@ pub(crate) fn parse_l3(frame: &[u8]) -> Result<L3<'_>, DropReason> {
         .ok_or(DropReason::TruncatedEthernet)?;
     let mut ty = u16::from_be_bytes([eth[12], eth[13]]);
     let mut off = 14usize;
-    let mut tags = 0;
+    // As many tags as the frame holds: each takes 4 bytes, so the walk ends with the frame.
     while ty == ETH_VLAN || ty == ETH_QINQ || ty == ETH_QINQ_OLD {
-        tags += 1;
-        if tags > MAX_VLAN_TAGS {
-            return Err(DropReason::BadVlan);
-        }
         ty = be16(frame, off + 2).ok_or(DropReason::BadVlan)?;
         off += 4;
     }
@@ -150,7 +154,9 @@ fn parse_ipv6(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
     };
     let mut next: u8 = ip.next_header().into();
     let mut data = ip.payload();
-    for _ in 0..MAX_EXT_HEADERS {
+    // As deep as the packet goes: every extension header takes at least 8 bytes, so the
+    // chain ends with the payload (the bound only makes that visible).
+    for _ in 0..=b.len() / 8 {
         match next {
             6 => {
                 return Ok(L3::Tcp {
@@ -231,10 +237,11 @@ pub(crate) fn parse_tcp(seg: &[u8]) -> Result<Tcp<'_>, DropReason> {
         seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
         ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
         syn,
-        ackf: flags & 0x10 != 0,
+        ack_flag: flags & 0x10 != 0,
         fin: flags & 0x01 != 0,
         rst: flags & 0x04 != 0,
         wscale,
+        window: u16::from_be_bytes([h[14], h[15]]),
         payload: seg.get(header_len..).unwrap_or(&[]),
     })
 }
@@ -265,10 +272,15 @@ fn syn_wscale(mut opts: &[u8]) -> Option<u8> {
     wscale
 }
 
-const BLOCKS: usize = FRAG_DATAGRAM_MAX / 8;
-const WORDS: usize = BLOCKS / 64;
+/// Pool chunks a datagram of up to [`FRAG_DATAGRAM_MAX`] bytes occupies.
+const FRAG_CHUNKS: usize = FRAG_DATAGRAM_MAX.div_ceil(CHUNK_SIZE);
+/// Received byte ranges tracked per datagram (a datagram needing more is dropped as
+/// malformed: real senders fragment in order, with a handful of pieces).
+const FRAG_RANGES: usize = 16;
 
-/// One IP datagram in reassembly. Build the table from [`FragSlot::EMPTY`].
+/// One IP datagram in reassembly: its identity and which bytes arrived; the bytes themselves
+/// are in pool chunks (taken as fragments arrive, returned when the datagram completes or is
+/// dropped), so a slot costs under 320 bytes. Build the table from [`FragSlot::EMPTY`].
 #[derive(Clone, Debug)]
 pub struct FragSlot {
     used: bool,
@@ -276,10 +288,17 @@ pub struct FragSlot {
     proto: u8,
     id: u32,
     first_seen: u64,
+    /// Last fragment added (least recently used is evicted first).
+    last_used: u64,
+    /// Fragments added.
+    pieces: u16,
     /// Total length once the last fragment arrived (0: unknown).
     total: u32,
-    got: [u64; WORDS],
-    data: [u8; FRAG_DATAGRAM_MAX],
+    /// Received ranges `[start, end)`: sorted, disjoint, not adjacent.
+    ranges: [(u32, u32); FRAG_RANGES],
+    nranges: u8,
+    /// Pool chunk holding datagram bytes `k * CHUNK_SIZE ..`, or `NONE`.
+    chunks: [u32; FRAG_CHUNKS],
 }
 
 impl FragSlot {
@@ -294,30 +313,48 @@ impl FragSlot {
         proto: 0,
         id: 0,
         first_seen: 0,
+        last_used: 0,
+        pieces: 0,
         total: 0,
-        got: [0; WORDS],
-        data: [0; FRAG_DATAGRAM_MAX],
+        ranges: [(0, 0); FRAG_RANGES],
+        nranges: 0,
+        chunks: [NONE; FRAG_CHUNKS],
     };
 
-    fn has(&self, blk: usize) -> bool {
-        self.got[blk / 64] & (1 << (blk % 64)) != 0
-    }
-
-    fn set(&mut self, blk: usize) {
-        self.got[blk / 64] |= 1 << (blk % 64);
-    }
-
     fn complete(&self) -> bool {
-        self.total != 0 && (0..(self.total as usize).div_ceil(8)).all(|b| self.has(b))
+        self.total != 0 && self.nranges == 1 && self.ranges[0] == (0, self.total)
     }
 
-    /// The reassembled datagram's addresses, protocol and payload.
-    pub(crate) fn datagram(&self) -> (Addrs, u8, &[u8]) {
-        (
-            self.addrs,
-            self.proto,
-            self.data.get(..self.total as usize).unwrap_or(&[]),
-        )
+    /// Bytes of `[s, e)` already received.
+    fn overlap(&self, s: u32, e: u32) -> u32 {
+        self.ranges[..self.nranges as usize]
+            .iter()
+            .map(|&(a, b)| e.min(b).saturating_sub(s.max(a)))
+            .sum()
+    }
+
+    /// Record `[s, e)` as received. False if that needs more than `FRAG_RANGES` ranges.
+    fn add_range(&mut self, s: u32, e: u32) -> bool {
+        let n = self.nranges as usize;
+        // Ranges i..j overlap or touch [s, e]: they merge into one.
+        let i = self.ranges[..n]
+            .iter()
+            .position(|&(_, b)| b >= s)
+            .unwrap_or(n);
+        let (mut j, mut ns, mut ne) = (i, s, e);
+        while j < n && self.ranges[j].0 <= e {
+            ns = ns.min(self.ranges[j].0);
+            ne = ne.max(self.ranges[j].1);
+            j += 1;
+        }
+        let new_n = n - (j - i) + 1;
+        if new_n > FRAG_RANGES {
+            return false;
+        }
+        self.ranges.copy_within(j..n, i + 1);
+        self.ranges[i] = (ns, ne);
+        self.nranges = new_n as u8;
+        true
     }
 }
 
@@ -325,121 +362,218 @@ impl FragSlot {
 #[derive(Debug)]
 pub(crate) struct FragTable<'a> {
     pub slots: &'a mut [FragSlot],
+    /// Where a complete datagram is copied for parsing (`Storage::frag_buf`); its length is the
+    /// largest datagram reassembled.
+    pub buf: &'a mut [u8],
     /// Slots in use (so the common no-fragment case touches no slot memory).
     pub used: usize,
 }
 
+/// A fragment to add.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fragment<'d> {
+    pub addrs: Addrs,
+    pub proto: u8,
+    pub id: u32,
+    pub off: usize,
+    pub more: bool,
+    pub data: &'d [u8],
+}
+
 impl<'a> FragTable<'a> {
     /// Discard datagrams older than `timeout`.
-    pub fn expire(&mut self, now: u64, timeout: u64, c: &mut Counters) {
+    pub fn expire(&mut self, now: u64, timeout: u64, c: &mut Counters, pool: &mut Pool<'_>) {
         if self.used == 0 {
             return;
         }
-        for s in self.slots.iter_mut() {
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
             if s.used && now.saturating_sub(s.first_seen) >= timeout {
-                s.used = false;
-                self.used -= 1;
+                self.release(i, pool);
                 c.dropped[DropReason::FragTimeout as usize] += 1;
             }
         }
     }
 
-    /// Free a slot.
-    pub fn release(&mut self, i: usize) {
+    /// Free a slot and its chunks.
+    pub fn release(&mut self, i: usize, pool: &mut Pool<'_>) {
         if let Some(s) = self.slots.get_mut(i) {
             if s.used {
                 s.used = false;
                 self.used -= 1;
             }
+            for c in s.chunks.iter_mut() {
+                if *c != NONE {
+                    pool.release(*c);
+                    *c = NONE;
+                }
+            }
         }
     }
 
-    /// Add a fragment. `Ok(Some(i))`: slot `i` holds a complete datagram; `Ok(None)`: held.
-    #[allow(clippy::too_many_arguments)]
+    /// The slot to reuse when the table is full: datagrams with a single fragment first (what
+    /// a flood of junk fragments leaves), then the least recently used.
+    fn victim(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| (s.pieces > 1, s.last_used))
+            .map(|(i, _)| i)
+    }
+
+    /// Add a fragment. `Ok(Some(len))`: the datagram is complete, in `buf[..len]` (slot freed);
+    /// `Ok(None)`: held. IPv6 fragments overlapping received bytes discard the datagram
+    /// (RFC 5722); IPv4 overlaps follow `overlap` and count in `Counters::frag_overlaps`.
     pub fn add(
         &mut self,
-        addrs: Addrs,
-        proto: u8,
-        id: u32,
-        off: usize,
-        more: bool,
-        data: &[u8],
+        fr: Fragment<'_>,
         now: u64,
         timeout: u64,
+        overlap: Overlap,
         c: &mut Counters,
-    ) -> Result<Option<usize>, DropReason> {
-        self.expire(now, timeout, c);
-        let end = off + data.len();
-        if end > FRAG_DATAGRAM_MAX {
+        pool: &mut Pool<'_>,
+    ) -> Result<Option<(Addrs, u8, usize)>, DropReason> {
+        self.expire(now, timeout, c, pool);
+        if self.slots.is_empty() {
+            // No fragment table: every fragment is dropped (and counted) as if evicted.
+            return Err(DropReason::FragEvicted);
+        }
+        let end = fr.off + fr.data.len();
+        if end > FRAG_DATAGRAM_MAX || end > self.buf.len() {
             return Err(DropReason::FragTooBig);
         }
-        if more && (!data.len().is_multiple_of(8) || data.is_empty()) {
+        if fr.more && (!fr.data.len().is_multiple_of(8) || fr.data.is_empty()) {
             return Err(DropReason::FragMalformed);
         }
         let found = self
             .slots
             .iter()
-            .position(|s| s.used && s.id == id && s.proto == proto && s.addrs == addrs);
+            .position(|s| s.used && s.id == fr.id && s.proto == fr.proto && s.addrs == fr.addrs);
         let i = match found {
             Some(i) => i,
             None => {
                 let i = match self.slots.iter().position(|s| !s.used) {
-                    Some(i) => {
-                        self.used += 1;
-                        i
-                    }
+                    Some(i) => i,
                     None => {
-                        // Full: evict the oldest incomplete datagram.
-                        let Some((i, _)) = self
-                            .slots
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, s)| s.first_seen)
-                        else {
-                            return Err(DropReason::FragEvicted);
-                        };
+                        let i = self.victim().ok_or(DropReason::FragEvicted)?;
+                        self.release(i, pool);
                         c.dropped[DropReason::FragEvicted as usize] += 1;
                         i
                     }
                 };
+                self.used += 1;
                 let s = &mut self.slots[i];
+                *s = FragSlot::EMPTY;
                 s.used = true;
-                s.addrs = addrs;
-                s.proto = proto;
-                s.id = id;
+                s.addrs = fr.addrs;
+                s.proto = fr.proto;
+                s.id = fr.id;
                 s.first_seen = now;
-                s.total = 0;
-                s.got = [0; WORDS];
                 i
             }
         };
-        let s = &mut self.slots[i];
-        if !more {
-            if s.total != 0 && s.total as usize != end {
-                self.release(i);
+        let (s, e) = (fr.off as u32, end as u32);
+        let slot = &mut self.slots[i];
+        slot.last_used = now;
+        slot.pieces = slot.pieces.saturating_add(1);
+        if !fr.more {
+            if slot.total != 0 && slot.total != e {
+                self.release(i, pool);
                 return Err(DropReason::FragMalformed);
             }
-            s.total = end as u32;
+            slot.total = e;
         }
-        if s.total != 0 && end > s.total as usize {
-            self.release(i);
+        let last = slot.ranges[..slot.nranges as usize]
+            .last()
+            .map_or(0, |r| r.1);
+        if slot.total != 0 && (e > slot.total || last > slot.total) {
+            self.release(i, pool);
             return Err(DropReason::FragMalformed);
         }
-        let s = &mut self.slots[i];
-        // First copy of each 8-byte block wins.
-        let first = off / 8;
-        for (k, chunk) in data.chunks(8).enumerate() {
-            let blk = first + k;
-            if blk < BLOCKS && !s.has(blk) {
-                let at = blk * 8;
-                s.data[at..at + chunk.len()].copy_from_slice(chunk);
-                s.set(blk);
+        let overlapping = slot.overlap(s, e);
+        if overlapping > 0 {
+            if fr.addrs.v6 {
+                self.release(i, pool);
+                return Err(DropReason::FragOverlap);
             }
+            c.frag_overlaps += 1;
         }
-        if s.complete() {
-            Ok(Some(i))
-        } else {
-            Ok(None)
+        // Copy the bytes into the slot's chunks: first copy wins (only bytes not yet
+        // received), or last copy wins (all of them).
+        let keep_old = overlapping > 0 && overlap == Overlap::First;
+        let mut pos = s;
+        while pos < e {
+            let k = pos as usize / CHUNK_SIZE;
+            let stop = e.min(((k + 1) * CHUNK_SIZE) as u32);
+            let slot = &mut self.slots[i];
+            if slot.chunks[k] == NONE {
+                let Some(ch) = pool.alloc() else {
+                    self.release(i, pool);
+                    c.pool_exhausted += 1;
+                    return Err(DropReason::FragEvicted);
+                };
+                slot.chunks[k] = ch;
+            }
+            let ch = slot.chunks[k];
+            let mut p = pos;
+            while p < stop {
+                // With first-wins, skip the parts already received.
+                let (run_end, write) = if keep_old {
+                    match slot.ranges[..slot.nranges as usize]
+                        .iter()
+                        .find(|&&(a, b)| a <= p && p < b)
+                    {
+                        Some(&(_, b)) => (b.min(stop), false),
+                        None => {
+                            let next = slot.ranges[..slot.nranges as usize]
+                                .iter()
+                                .map(|&(a, _)| a)
+                                .filter(|&a| a > p)
+                                .min()
+                                .unwrap_or(stop);
+                            (next.min(stop), true)
+                        }
+                    }
+                } else {
+                    (stop, true)
+                };
+                if write {
+                    let at = p as usize % CHUNK_SIZE;
+                    let n = (run_end - p) as usize;
+                    let src = &fr.data[(p - s) as usize..(p - s) as usize + n];
+                    if let Some(dst) = pool.chunk_mut(ch).and_then(|c| c.get_mut(at..at + n)) {
+                        dst.copy_from_slice(src);
+                    }
+                }
+                p = run_end;
+            }
+            pos = stop;
         }
+        if !self.slots[i].add_range(s, e) {
+            self.release(i, pool);
+            return Err(DropReason::FragMalformed);
+        }
+        if !self.slots[i].complete() {
+            return Ok(None);
+        }
+        // Complete: copy it out for parsing and free the slot.
+        let total = self.slots[i].total as usize;
+        let mut at = 0;
+        while at < total {
+            let k = at / CHUNK_SIZE;
+            let n = (total - at).min(CHUNK_SIZE);
+            let src = pool.chunk(self.slots[i].chunks[k]).and_then(|c| c.get(..n));
+            match (src, self.buf.get_mut(at..at + n)) {
+                (Some(src), Some(dst)) => dst.copy_from_slice(src),
+                _ => {
+                    self.release(i, pool);
+                    return Err(DropReason::FragMalformed);
+                }
+            }
+            at += n;
+        }
+        let (addrs, proto) = (self.slots[i].addrs, self.slots[i].proto);
+        self.release(i, pool);
+        Ok(Some((addrs, proto, total)))
     }
 }

@@ -25,21 +25,45 @@
 //!
 //! # Policies (what happens at the edges)
 //!
-//! * **Flow table full**: the least recently active of the next [`EVICT_SCAN`] live flows (in
-//!   sweep order) is ended with `CONN_END` and its slot reused; counted in
-//!   `Counters::flows_evicted`. The idle sweep ends flows silent for `Config::idle_timeout_us`
+//! * **Flow table full**: of [`EVICT_SCAN`] live flows sampled a stride apart across the table,
+//!   the one least worth keeping is ended with `CONN_END` and its slot reused (counted in
+//!   `Counters::flows_evicted`): half-open flows first (a SYN flood evicts its own flows),
+//!   then flows idle for a quarter of the idle timeout, then closing ones, and established
+//!   ones last, youngest first (so when live connections outnumber the slots the flows
+//!   already tracked stay whole). The flow index is hashed with SipHash-1-3 under
+//!   `Config::hash_key`, a per-run secret, so colliding tuples cannot be crafted. The idle sweep ends flows silent for `Config::idle_timeout_us`
 //!   (`flows_timed_out`), visiting the whole table once per quarter timeout of elapsed time.
 //! * **Ring full** (`Config::side_capacity`): whole chunks of the oldest in-order bytes are
 //!   overwritten, after `ERROR` if the application had not `peek`ed them (the bytes can still be
 //!   read inside that callback); `peek` then returns `Overwritten` once. Bytes beyond the
 //!   capacity past a hole, or for which the **pool is empty** (after reusing the side's own
-//!   in-order chunks), or that would need more than [`MAX_ISLANDS`] out-of-order islands, are
-//!   dropped, counted in `Counters::bytes_dropped` and reported with `ERROR`.
+//!   in-order chunks), or that would need more than `Config::max_islands` out-of-order islands
+//!   (default 64, at most [`MAX_ISLANDS`]; a side's island list takes one pool chunk while it
+//!   has islands, and each segment costs a binary search plus a bounded move in it), are
+//!   dropped, counted on the flow (`BufInfo::lost`) and in `Counters::bytes_dropped`, and
+//!   reported with `ERROR` (`Ctx::error_reason`: `ErrorReason::Lost` with its `LossCause`).
+//! * **TCP as the endpoints see it**: a RST closes the flow only at the receiver's next
+//!   expected sequence number (RFC 5961 §3; `Config::rst_in_window` accepts any in-window RST);
+//!   in SYN_SENT only a RST acknowledging the SYN. A SYN or SYN-ACK with a new ISN on a
+//!   synchronized connection changes nothing (§4), unless its sender had finished the
+//!   connection (TIME_WAIT/CLOSED): then the old flow ends and a new one starts. Bytes and
+//!   FINs beyond a FIN already seen are not stream data. A FIN that does not acknowledge the
+//!   peer's FIN is a simultaneous close (both sides reach TIME_WAIT). Bytes the receiver
+//!   acknowledged but the monitor never saw are tap loss: counted in `BufInfo::lost`, and a
+//!   FIN behind them is delivered. Each ignored segment counts in `Counters::bad_segments` and
+//!   raises `ERROR` with its [`ErrorReason`].
 //! * **Overlaps**: first copy wins by default; `Overlap::Last` lets later copies replace
 //!   out-of-order bytes (never bytes below the in-order end). Any overlap with bytes already
 //!   received, even fully old ones, raises `REXMIT` before anything is stored.
-//! * **Fragment table full**: the oldest incomplete datagram is evicted (`FragEvicted`);
-//!   incomplete datagrams time out after `Config::frag_timeout_us` (`FragTimeout`).
+//! * **IP fragments**: datagrams up to [`FRAG_DATAGRAM_MAX`] (65 535) bytes; their bytes wait
+//!   in pool chunks (a table slot is metadata only) and a complete datagram is assembled in
+//!   `Storage::frag_buf`. An IPv6 fragment overlapping received bytes discards the datagram
+//!   (RFC 5722, `FragOverlap`); IPv4 overlaps follow `Config::overlap` and count in
+//!   `Counters::frag_overlaps`. **Fragment table full**: a datagram with a single fragment so
+//!   far goes first, else the least recently used (`FragEvicted`), so a flood of junk first
+//!   fragments leaves datagrams in progress intact; incomplete datagrams time out after
+//!   `Config::frag_timeout_us` (`FragTimeout`). VLAN tags and IPv6 extension headers are
+//!   walked as deep as the frame goes.
 //! * **Mid-stream pickup** (`Config::pickup`): see the rule on [`Config::pickup`].
 //! * **Hooks**: `Snd` callbacks run before `Rcv` ones; `Any` subscribers get each occurrence
 //!   once, with the `Rcv` view. `CONN_END` is raised once per flow, at the first subscribed hook
@@ -96,8 +120,8 @@ mod intake;
 mod reasm;
 
 pub use api::{
-    ActionError, BufInfo, Event, FlowHandle, Frag, Hook, Middlebox, Overlap, PeekError, Side,
-    TcpState, Verdict,
+    ActionError, BufInfo, ErrorReason, Event, FlowHandle, Frag, Hook, LossCause, Middlebox,
+    Overlap, PeekError, Side, TcpState, Verdict,
 };
 #[cfg(feature = "std")]
 pub use config::HostStorage;

@@ -3,15 +3,25 @@
 //! A side's ring is a window `[base, base + capacity)` of its stream, stored in a chain of
 //! [`CHUNK_SIZE`]-byte chunks (chunk `k` of the chain holds offsets `base + k*CHUNK_SIZE ..`).
 //! Chunks are taken from the pool only when bytes land in them, so an idle side holds none.
-//! Metadata: the in-order run `[base, cont_end)` and up to [`MAX_ISLANDS`] out-of-order islands
-//! beyond it (stored relative to `cont_end`, so they never need more than 32 bits).
+//! Metadata: the in-order run `[base, cont_end)` and up to `Config::max_islands` out-of-order
+//! islands beyond it, in a sorted list held in pool chunks while the side has islands (each
+//! bound stored as 32 bits, decoded relative to `cont_end`). A segment costs a binary search in
+//! the list and, when it opens or closes islands, a move of the entries after it.
 //!
 //! Invariants: `base <= cont_end`; `base` is a multiple of `CHUNK_SIZE`; every byte of the run
 //! and of the islands that is `>= base` is backed by a chunk when buffering is on; islands are
 //! sorted, disjoint, not adjacent, and start after `cont_end`.
 
 use crate::api::TcpState;
-use crate::config::{CHUNK_SIZE, MAX_ISLANDS};
+use crate::config::CHUNK_SIZE;
+
+/// Bytes per island in the island list chunk.
+const ISLAND_BYTES: usize = 8;
+/// Islands per list chunk.
+const ISLANDS_PER_CHUNK: usize = CHUNK_SIZE / ISLAND_BYTES;
+/// The ceiling of `Config::max_islands`: a side's island list is a chain of at most four pool
+/// chunks, so reaching any entry takes at most three link hops.
+pub const ISLANDS_MAX: usize = 4 * ISLANDS_PER_CHUNK;
 use crate::flow::NONE;
 
 /// One pool chunk: [`CHUNK_SIZE`] bytes. Its chain link lives in `Storage::links`, so a pool
@@ -45,7 +55,7 @@ impl<'a> Pool<'a> {
         }
     }
 
-    fn alloc(&mut self) -> Option<u32> {
+    pub(crate) fn alloc(&mut self) -> Option<u32> {
         if self.free != NONE {
             let i = self.free;
             self.free = *self.links.get(i as usize)?;
@@ -64,12 +74,22 @@ impl<'a> Pool<'a> {
         }
     }
 
-    fn release(&mut self, i: u32) {
+    pub(crate) fn release(&mut self, i: u32) {
         if let Some(l) = self.links.get_mut(i as usize) {
             *l = self.free;
             self.free = i;
             self.nfree += 1;
         }
+    }
+
+    /// Chunk `i`'s bytes.
+    pub(crate) fn chunk(&self, i: u32) -> Option<&Chunk> {
+        self.chunks.get(i as usize)
+    }
+
+    /// Chunk `i`'s bytes, mutably.
+    pub(crate) fn chunk_mut(&mut self, i: u32) -> Option<&mut Chunk> {
+        self.chunks.get_mut(i as usize)
     }
 
     #[inline]
@@ -84,33 +104,53 @@ impl<'a> Pool<'a> {
     }
 }
 
-pub(crate) const S_ORIGIN: u8 = 1;
-pub(crate) const S_BUF_OFF: u8 = 2;
-pub(crate) const S_LAST: u8 = 4;
-pub(crate) const S_NEWDATA: u8 = 8;
-pub(crate) const S_FIN_SENT: u8 = 16;
-pub(crate) const S_SYN_SENT: u8 = 32;
-pub(crate) const S_SYNACK_SENT: u8 = 64;
-pub(crate) const S_PEER_FIN: u8 = 128;
+// Bits of `SideState::flags`.
+/// The stream this side receives has an origin (its sender's ISN is known, or it was picked up).
+pub(crate) const HAS_ORIGIN: u16 = 1;
+/// Buffering is off for this side: state is tracked, bytes are not stored.
+pub(crate) const BUFFERING_OFF: u16 = 2;
+/// Overlap policy "last copy wins" (`Overlap::Last`); clear: first copy wins.
+pub(crate) const LAST_COPY_WINS: u16 = 4;
+/// New in-order bytes since the last `CONN_NEW_DATA` (raised at the end of the batch).
+pub(crate) const NEW_DATA_PENDING: u16 = 8;
+/// This endpoint sent a FIN (`fin_ack` is valid).
+pub(crate) const SENT_FIN: u16 = 16;
+/// This endpoint sent a SYN.
+pub(crate) const SENT_SYN: u16 = 32;
+/// This endpoint sent a SYN-ACK.
+pub(crate) const SENT_SYN_ACK: u16 = 64;
+/// The peer's FIN was seen (`peer_fin` is valid).
+pub(crate) const PEER_FIN_SEEN: u16 = 128;
+/// This endpoint sent an ACK (`ack_sent` and `window_sent` are valid).
+pub(crate) const SENT_ACK: u16 = 256;
 
 /// One side of a flow: the TCP state of that endpoint and the buffer of the bytes it receives.
 #[derive(Debug)]
 pub(crate) struct SideState {
     pub state: u8,
-    pub flags: u8,
+    pub flags: u16,
     /// Window scale this endpoint announced on its SYN (`0xff`: none).
     pub wscale: u8,
-    nisl: u8,
+    island_count: u16,
     /// Sequence number just before offset 0 of the stream this side receives (the peer's ISN).
     pub rcv_isn: u32,
-    /// Sequence number that acknowledges this endpoint's FIN (valid with `S_FIN_SENT`).
+    /// Sequence number that acknowledges this endpoint's FIN (valid with `SENT_FIN`).
     pub fin_ack: u32,
-    /// Sequence number of the peer's FIN (valid with `S_PEER_FIN`).
+    /// Sequence number of the peer's FIN (valid with `PEER_FIN_SEEN`).
     pub peer_fin: u32,
+    /// The last acknowledgment number this endpoint sent (its RCV.NXT; valid with `SENT_ACK`).
+    pub ack_sent: u32,
+    /// The last receive window this endpoint announced, scaled (valid with `SENT_ACK`).
+    pub window_sent: u32,
     pub cont_end: u64,
     pub cursor: u64,
     pub base: u64,
-    isl: [(u32, u32); MAX_ISLANDS],
+    /// Bytes of this stream lost to a limit or at the tap (`BufInfo::lost`).
+    pub lost: u64,
+    /// The first pool chunk of the island list (`NONE`: no islands), a chain through the pool's
+    /// links: sorted, disjoint, not adjacent `(start, end)` pairs, each the low 32 bits of an
+    /// offset, little-endian; 512 per chunk.
+    island_chunk: u32,
     head: u32,
     tail: u32,
     nchunks: u32,
@@ -129,6 +169,8 @@ pub(crate) struct Plan {
     pub advance: u64,
     /// The pool limited the plan.
     pub pool_short: bool,
+    /// The island limit refused the range.
+    pub islands_full: bool,
 }
 
 impl SideState {
@@ -136,14 +178,17 @@ impl SideState {
         state: TcpState::Listen as u8,
         flags: 0,
         wscale: 0xff,
-        nisl: 0,
+        island_count: 0,
         rcv_isn: 0,
         fin_ack: 0,
         peer_fin: 0,
+        ack_sent: 0,
+        window_sent: 0,
         cont_end: 0,
         cursor: 0,
         base: 0,
-        isl: [(0, 0); MAX_ISLANDS],
+        lost: 0,
+        island_chunk: NONE,
         head: NONE,
         tail: NONE,
         nchunks: 0,
@@ -151,18 +196,18 @@ impl SideState {
     };
 
     #[inline]
-    pub fn has(&self, f: u8) -> bool {
+    pub fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }
 
     #[inline]
     pub fn buffered(&self) -> bool {
-        !self.has(S_BUF_OFF)
+        !self.has(BUFFERING_OFF)
     }
 
     /// The sequence number of stream offset `off`.
     #[inline]
-    fn seq_of(&self, off: u64) -> u32 {
+    pub fn seq_of(&self, off: u64) -> u32 {
         self.rcv_isn.wrapping_add(1).wrapping_add(off as u32)
     }
 
@@ -184,7 +229,7 @@ impl SideState {
         data: &[u8],
         cap_chunks: u32,
     ) -> bool {
-        if s != self.cont_end || self.nisl != 0 {
+        if s != self.cont_end || self.island_count != 0 {
             return false;
         }
         let e = s + data.len() as u64;
@@ -229,71 +274,264 @@ impl SideState {
         true
     }
 
-    /// The islands as absolute offsets.
-    fn islands(&self) -> heapless::Vec<(u64, u64), MAX_ISLANDS> {
-        let mut v = heapless::Vec::new();
-        for &(s, e) in &self.isl[..self.nisl as usize] {
-            let _ = v.push((self.cont_end + s as u64, self.cont_end + e as u64));
-        }
-        v
+    /// The stored low 32 bits of an island bound, as an absolute offset (islands lie within
+    /// 4 GiB after the in-order end).
+    #[inline]
+    fn abs(&self, low: u32) -> u64 {
+        self.cont_end + low.wrapping_sub(self.cont_end as u32) as u64
     }
 
-    fn set_islands(&mut self, v: &[(u64, u64)]) {
-        self.nisl = v.len().min(MAX_ISLANDS) as u8;
-        for (i, &(s, e)) in v.iter().take(MAX_ISLANDS).enumerate() {
-            self.isl[i] = ((s - self.cont_end) as u32, (e - self.cont_end) as u32);
+    /// The `k`-th chunk of the island list chain.
+    #[inline]
+    fn list_chunk(&self, pool: &Pool<'_>, k: usize) -> u32 {
+        let mut c = self.island_chunk;
+        for _ in 0..k {
+            c = pool.next(c);
         }
+        c
+    }
+
+    /// Island entry `i` as stored (two little-endian u32 offset bounds).
+    #[inline]
+    fn raw_island(&self, pool: &Pool<'_>, i: usize) -> [u8; ISLAND_BYTES] {
+        let c = self.list_chunk(pool, i / ISLANDS_PER_CHUNK);
+        let at = (i % ISLANDS_PER_CHUNK) * ISLAND_BYTES;
+        let mut out = [0u8; ISLAND_BYTES];
+        if let Some(b) = pool
+            .chunks
+            .get(c as usize)
+            .and_then(|c| c.get(at..at + ISLAND_BYTES))
+        {
+            out.copy_from_slice(b);
+        }
+        out
+    }
+
+    fn set_raw_island(&self, pool: &mut Pool<'_>, i: usize, v: [u8; ISLAND_BYTES]) {
+        let c = self.list_chunk(pool, i / ISLANDS_PER_CHUNK);
+        let at = (i % ISLANDS_PER_CHUNK) * ISLAND_BYTES;
+        if let Some(b) = pool
+            .chunks
+            .get_mut(c as usize)
+            .and_then(|c| c.get_mut(at..at + ISLAND_BYTES))
+        {
+            b.copy_from_slice(&v);
+        }
+    }
+
+    /// Island `i` as absolute offsets `[start, end)` (`i < island_count`).
+    #[inline]
+    fn island(&self, pool: &Pool<'_>, i: usize) -> (u64, u64) {
+        let b = self.raw_island(pool, i);
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        (self.abs(lo), self.abs(hi))
+    }
+
+    fn set_island(&self, pool: &mut Pool<'_>, i: usize, (s, e): (u64, u64)) {
+        let mut v = [0u8; ISLAND_BYTES];
+        v[..4].copy_from_slice(&(s as u32).to_le_bytes());
+        v[4..].copy_from_slice(&(e as u32).to_le_bytes());
+        self.set_raw_island(pool, i, v);
+    }
+
+    /// List chunks needed for `n` islands.
+    fn list_chunks_for(n: usize) -> usize {
+        n.div_ceil(ISLANDS_PER_CHUNK)
+    }
+
+    /// Whether one more island needs one more list chunk.
+    pub(crate) fn next_island_needs_chunk(&self) -> bool {
+        (self.island_count as usize).is_multiple_of(ISLANDS_PER_CHUNK)
+    }
+
+    /// Replace islands `i..j` by `with` (none or one island), shifting the rest; grows or
+    /// shrinks the list chain. False (nothing changed) if a list chunk was needed and the pool
+    /// was empty.
+    fn splice_islands(
+        &mut self,
+        pool: &mut Pool<'_>,
+        i: usize,
+        j: usize,
+        with: Option<(u64, u64)>,
+    ) -> bool {
+        let n = self.island_count as usize;
+        let put = with.is_some() as usize;
+        let removed = j - i;
+        let new_n = n - removed + put;
+        let have = Self::list_chunks_for(n);
+        let want = Self::list_chunks_for(new_n);
+        if want > have {
+            let Some(c) = pool.alloc() else { return false };
+            if have == 0 {
+                self.island_chunk = c;
+            } else {
+                let last = self.list_chunk(pool, have - 1);
+                pool.set_next(last, c);
+            }
+        }
+        if put > removed {
+            for k in (i..n).rev() {
+                let v = self.raw_island(pool, k);
+                self.set_raw_island(pool, k + 1, v);
+            }
+        } else if removed > put {
+            let d = removed - put;
+            for k in j..n {
+                let v = self.raw_island(pool, k);
+                self.set_raw_island(pool, k - d, v);
+            }
+        }
+        self.island_count = new_n as u16;
+        if let Some(r) = with {
+            self.set_island(pool, i, r);
+        }
+        if want < have {
+            let mut c = if want == 0 {
+                let h = self.island_chunk;
+                self.island_chunk = NONE;
+                h
+            } else {
+                let last = self.list_chunk(pool, want - 1);
+                let c = pool.next(last);
+                pool.set_next(last, NONE);
+                c
+            };
+            while c != NONE {
+                let next = pool.next(c);
+                pool.release(c);
+                c = next;
+            }
+        }
+        true
+    }
+
+    /// Release the whole island list.
+    fn release_islands(&mut self, pool: &mut Pool<'_>) {
+        let mut c = self.island_chunk;
+        while c != NONE {
+            let next = pool.next(c);
+            pool.release(c);
+            c = next;
+        }
+        self.island_chunk = NONE;
+        self.island_count = 0;
+    }
+
+    /// The first island whose end is at least `off` (binary search; `island_count` if none).
+    fn first_ending_at_or_after(&self, pool: &Pool<'_>, off: u64) -> usize {
+        let (mut lo, mut hi) = (0usize, self.island_count as usize);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.island(pool, mid).1 < off {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The furthest offset of this stream the endpoint acknowledged, not counting the FIN's
+    /// sequence number (0 before its first ACK; an ACK more than 1 GiB past the in-order end
+    /// is taken for garbage). Tap loss is what of `[cont_end, acked_end)` never arrived.
+    pub fn acked_end(&self) -> u64 {
+        if !self.has(SENT_ACK) || !self.has(HAS_ORIGIN) {
+            return 0;
+        }
+        let mut a = self.off_of(self.ack_sent);
+        if self.has(PEER_FIN_SEEN) {
+            a = a.min(self.off_of(self.peer_fin));
+        }
+        if a > self.cont_end as i64 + (1 << 30) {
+            return 0;
+        }
+        a.max(0) as u64
+    }
+
+    /// Out-of-order islands held.
+    #[allow(dead_code)]
+    pub fn island_count(&self) -> usize {
+        self.island_count as usize
     }
 
     /// End of the furthest byte received.
-    pub fn last_end(&self) -> u64 {
-        match self.nisl {
+    pub fn last_end(&self, pool: &Pool<'_>) -> u64 {
+        match self.island_count {
             0 => self.cont_end,
-            n => self.cont_end + self.isl[n as usize - 1].1 as u64,
+            n => self.island(pool, n as usize - 1).1,
         }
     }
 
     /// True if `[s, e)` overlaps bytes already received (in order or in an island).
-    pub fn overlaps(&self, s: u64, e: u64) -> bool {
-        s < self.cont_end || self.islands().iter().any(|&(a, b)| s < b && a < e)
+    pub fn overlaps(&self, pool: &Pool<'_>, s: u64, e: u64) -> bool {
+        if s < self.cont_end {
+            return true;
+        }
+        let i = self.first_ending_at_or_after(pool, s + 1);
+        i < self.island_count as usize && self.island(pool, i).0 < e
     }
 
     /// The stored fragments in offset order: the in-order run (from the oldest byte held) and the
     /// islands. Calls `f` for each.
-    pub fn fragments(&self, mut f: impl FnMut(u64, u64)) {
+    pub fn fragments(&self, pool: &Pool<'_>, mut f: impl FnMut(u64, u64)) {
         if self.cont_end > self.base {
             f(self.base, self.cont_end - self.base);
         }
-        for (s, e) in self.islands() {
+        for i in 0..self.island_count as usize {
+            let (s, e) = self.island(pool, i);
             f(s, e - s);
         }
     }
 
     /// The end of the fragment holding `off`, if any (`off >= base` assumed).
-    pub fn fragment_end(&self, off: u64) -> Option<u64> {
+    pub fn fragment_end(&self, pool: &Pool<'_>, off: u64) -> Option<u64> {
         if off < self.cont_end {
             return Some(self.cont_end);
         }
-        self.islands()
-            .iter()
-            .find(|&&(s, e)| s <= off && off < e)
-            .map(|&(_, e)| e)
+        let i = self.first_ending_at_or_after(pool, off + 1);
+        let (s, e) = (i < self.island_count as usize).then(|| self.island(pool, i))?;
+        (s <= off).then_some(e)
     }
 
     /// Decide where `[s, e)` (stream offsets, `s >= 0`) lands, honouring capacity (`cap_chunks`
-    /// chunks), the pool, and the island limit. Bytes below `cont_end` are never stored again.
-    pub fn plan(&self, s: u64, e: u64, cap_chunks: u32, pool_free: u32) -> Plan {
+    /// chunks), the pool, and the island limit (`max_islands`, and one pool chunk for the
+    /// island list). Bytes below `cont_end` are never stored again.
+    pub fn plan(
+        &self,
+        pool: &Pool<'_>,
+        s: u64,
+        e: u64,
+        cap_chunks: u32,
+        max_islands: usize,
+    ) -> Plan {
         let start = s.max(self.cont_end);
         let mut plan = Plan {
             start,
             end: e,
             advance: 0,
             pool_short: false,
+            islands_full: false,
         };
         if start >= e {
             plan.end = start;
             return plan;
         }
+        // Would the range (as far as the segment goes) need a new island?
+        let new_island = |end: u64| {
+            if start <= self.cont_end {
+                return false;
+            }
+            let i = self.first_ending_at_or_after(pool, start);
+            !(i < self.island_count as usize && self.island(pool, i).0 <= end)
+        };
+        let list_chunk = (new_island(e) && self.next_island_needs_chunk()) as u32;
+        if list_chunk > pool.nfree {
+            plan.end = start;
+            plan.pool_short = true;
+            return plan;
+        }
+        let pool_free = pool.nfree - list_chunk;
         if self.buffered() {
             let cs = CHUNK_SIZE as u64;
             let cap = cap_chunks as u64 * cs;
@@ -320,13 +558,10 @@ impl SideState {
             plan.advance = k * cs;
             plan.end = end.max(start);
         }
-        // Island limit: a range that touches nothing would need a new island.
-        if plan.end > start && start > self.cont_end {
-            let isl = self.islands();
-            let touches = isl.iter().any(|&(a, b)| start <= b && a <= plan.end);
-            if !touches && isl.len() >= MAX_ISLANDS {
-                plan.end = start;
-            }
+        // Island limit: a range that touches no island would need a new one.
+        if plan.end > start && new_island(plan.end) && self.island_count as usize >= max_islands {
+            plan.end = start;
+            plan.islands_full = true;
         }
         plan
     }
@@ -373,29 +608,23 @@ impl SideState {
             // Never record bytes that have no chunk behind them.
             end = end.min(self.base + self.nchunks as u64 * cs);
             // Write: first-wins skips bytes already in islands; last-wins overwrites them.
-            let last = self.has(S_LAST);
-            let isl = self.islands();
+            let last = self.has(LAST_COPY_WINS);
+            let n = self.island_count as usize;
+            let mut i = self.first_ending_at_or_after(pool, plan.start + 1);
             let mut pos = plan.start;
             while pos < end {
-                let covering = if last {
-                    None
-                } else {
-                    isl.iter().find(|&&(a, b)| a <= pos && pos < b)
-                };
-                if let Some(&(_, b)) = covering {
-                    pos = b;
-                    continue;
-                }
-                let next_isl = if last {
+                let next = if last || i >= n {
                     end
                 } else {
-                    isl.iter()
-                        .filter(|&&(a, _)| a > pos)
-                        .map(|&(a, _)| a)
-                        .min()
-                        .unwrap_or(end)
+                    let (a, b) = self.island(pool, i);
+                    if a <= pos {
+                        pos = b;
+                        i += 1;
+                        continue;
+                    }
+                    a
                 };
-                let stop = next_isl.min(end);
+                let stop = next.min(end);
                 let from = (pos - seg_start) as usize;
                 let to = (stop - seg_start) as usize;
                 if let Some(src) = data.get(from..to) {
@@ -407,40 +636,51 @@ impl SideState {
         if end <= plan.start {
             return 0;
         }
-        self.merge(plan.start, end)
+        self.merge(pool, plan.start, end)
     }
 
     /// Record `[s, e)` (`s >= cont_end`) as received. Returns the in-order growth.
-    fn merge(&mut self, s: u64, e: u64) -> u64 {
-        let mut isl = self.islands();
+    fn merge(&mut self, pool: &mut Pool<'_>, s: u64, e: u64) -> u64 {
         let old_end = self.cont_end;
-        // Merge [s, e) into the island list.
-        let mut ns = s;
-        let mut ne = e;
-        let mut kept: heapless::Vec<(u64, u64), { MAX_ISLANDS + 1 }> = heapless::Vec::new();
-        for &(a, b) in isl.iter() {
-            if a <= ne && ns <= b {
-                ns = ns.min(a);
-                ne = ne.max(b);
-            } else {
-                let _ = kept.push((a, b));
-            }
-        }
-        let _ = kept.push((ns, ne));
-        kept.sort_unstable();
-        // Absorb islands reaching the in-order end.
-        let mut end = self.cont_end;
-        isl.clear();
-        for &(a, b) in kept.iter() {
-            if a <= end {
+        let n = self.island_count as usize;
+        if s <= self.cont_end {
+            // Grows the in-order run, which absorbs the islands it now reaches.
+            let mut end = self.cont_end.max(e);
+            let mut k = 0;
+            while k < n {
+                let (a, b) = self.island(pool, k);
+                if a > end {
+                    break;
+                }
                 end = end.max(b);
-            } else {
-                let _ = isl.push((a, b));
+                k += 1;
             }
+            // The islands left lie beyond the new end, so their stored bounds still decode.
+            self.cont_end = end;
+            if k > 0 {
+                self.splice_islands(pool, 0, k, None);
+            }
+            return end - old_end;
         }
-        self.cont_end = end;
-        self.set_islands(&isl);
-        end - old_end
+        // A new or widened island: merge with every island it overlaps or touches.
+        let i = self.first_ending_at_or_after(pool, s);
+        let mut j = i;
+        let (mut ns, mut ne) = (s, e);
+        while j < n {
+            let (a, b) = self.island(pool, j);
+            if a > e {
+                break;
+            }
+            ns = ns.min(a);
+            ne = ne.max(b);
+            j += 1;
+        }
+        if !self.splice_islands(pool, i, j, Some((ns, ne))) {
+            // The plan reserved the list chunk, so this does not happen; if it did, the bytes
+            // are lost, and counted as such.
+            self.lost += e - s;
+        }
+        0
     }
 
     fn chunk_at(&self, pool: &Pool<'_>, k: u32) -> u32 {
@@ -552,6 +792,8 @@ impl SideState {
         self.tail = NONE;
         self.nchunks = 0;
         self.finger = (0, NONE);
+        // Out-of-order islands are forgotten with their bytes.
+        self.release_islands(pool);
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
     }

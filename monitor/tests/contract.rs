@@ -113,9 +113,12 @@ fn rule_02_clean_close_walks_both_state_machines() {
 fn rule_02_rst_in_each_state_closes_both() {
     let c = Conn::v4(1, 2);
     let mut all = exchange(&c);
-    all.extend(c.close(18, 25));
+    // 18 request bytes, 24 response bytes.
+    all.extend(c.close(18, 24));
     // Cut the script after k packets (every state the two sides pass through, LAST_ACK and
-    // TIME_WAIT included) and send a RST from either side.
+    // TIME_WAIT included) and send a RST from either side, at exactly the receiver's next
+    // expected sequence number (RFC 5961 §3): script = SYN, SYN-ACK, ACK, request, response,
+    // client FIN, server ACK, server FIN, (client ACK).
     for k in 1..all.len() {
         for from_client in [true, false] {
             let mut st = storage();
@@ -136,11 +139,26 @@ fn rule_02_rst_in_each_state_closes_both() {
                 0,
                 "k={k}"
             );
-            feed(
-                &mut m,
-                &[if from_client { c.crst(18) } else { c.srst(25) }],
-                1,
-            );
+            let rst = if from_client {
+                // The server expects the request's end, then the FIN's sequence + 1.
+                let next = match k {
+                    1..=3 => 0,
+                    4..=5 => 18,
+                    _ => 19,
+                };
+                c.crst(next)
+            } else if k == 1 {
+                // The client in SYN_SENT takes only a RST that acknowledges its SYN.
+                c.raw(false, 0, c.cseq(0), RST | ACK, &[])
+            } else {
+                let next = match k {
+                    2..=4 => 0,
+                    5..=7 => 24,
+                    _ => 25,
+                };
+                c.srst(next)
+            };
+            feed(&mut m, &[rst], 1);
             let rec = m.middlebox();
             let end = rec.log.iter().filter(|r| r.ev == Event::CONN_END).count();
             assert_eq!(end, 1, "k={k} from_client={from_client}");
@@ -1098,11 +1116,16 @@ fn rule_21_malformed_frames_are_counted_and_harm_no_flow() {
     let mut v = good.clone();
     v[12..14].copy_from_slice(&0x0806u16.to_be_bytes()); // ARP
     bad.push((v, DropReason::NotIp));
+    // Six tags are walked (any number is): the IPv4 header after them is missing.
     let mut v = vec![0u8; 12];
     for _ in 0..6 {
         v.extend_from_slice(&[0x81, 0x00, 0, 1]);
     }
     v.extend_from_slice(&[0x08, 0x00]);
+    bad.push((v, DropReason::BadIpv4));
+    // A tag cut short.
+    let mut v = vec![0u8; 12];
+    v.extend_from_slice(&[0x81, 0x00, 0, 1, 0x81, 0x00, 0]);
     bad.push((v, DropReason::BadVlan));
     let mut jumbo = c.cdata(5, &vec![b'j'; 9000]);
     jumbo.truncate(5000); // IP total length lies
@@ -1170,7 +1193,7 @@ fn rule_22_pool_empty_drops_counts_and_raises_error() {
     assert_eq!(m.counters().pool_exhausted, 1);
     assert_eq!(m.middlebox().0, 1, "ERROR raised");
     // Flows keep working; when a's flow ends its chunks come back and b can store again.
-    feed(&mut m, &[a.crst(0)], 3);
+    feed(&mut m, &[a.crst(2 * CHUNK_SIZE as u64)], 3);
     feed(&mut m, &[b.cdata(0, b"no room")], 4);
     assert_eq!(m.counters().bytes_dropped, 7);
 }

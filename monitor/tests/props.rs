@@ -7,13 +7,15 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use monitor::{Config, Event, Hook, Monitor, Overlap, PeekError, Side, MAX_ISLANDS};
+use monitor::{Config, Event, Frag, Hook, Monitor, Overlap, PeekError, Side};
 use proptest::prelude::*;
 
 /// The reference model of one side's buffer.
 struct Model {
     bytes: Vec<Option<u8>>,
     last_wins: bool,
+    /// `Config::max_islands` of the monitor under test.
+    max_islands: usize,
 }
 
 impl Model {
@@ -53,7 +55,7 @@ impl Model {
         if s > ce {
             let isl = self.islands();
             let touches = isl.iter().any(|&(a, b)| s <= b && a <= end);
-            if !touches && isl.len() >= MAX_ISLANDS {
+            if !touches && isl.len() >= self.max_islands {
                 return; // the monitor drops it (and raises ERROR)
             }
         }
@@ -143,8 +145,9 @@ proptest! {
         let cfg = Config { overlap: if last { Overlap::Last } else { Overlap::First }, ..cfg() };
         let mut m = Monitor::new(rec, cfg, st.storage()).unwrap();
         feed(&mut m, &[c.syn(), c.synack(), c.ack()], 0);
-        let mut mc = Model { bytes: vec![], last_wins: last };
-        let mut ms = Model { bytes: vec![], last_wins: last };
+        let max_islands = cfg.max_islands as usize;
+        let mut mc = Model { bytes: vec![], last_wins: last, max_islands };
+        let mut ms = Model { bytes: vec![], last_wins: last, max_islands };
         // Interleave both directions.
         let mut frames = Vec::new();
         for (i, s) in cs.iter().enumerate() {
@@ -231,4 +234,76 @@ proptest! {
         }).collect();
         prop_assert_eq!(found, live);
     }
+}
+
+proptest! {
+    // Each case feeds 3000 segments against an O(stream) model: few cases.
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+
+    /// 1000 holes open at once (every other segment of 2001 missing), then filled in any order,
+    /// some filling segments overlapping their neighbours with different bytes (first copy
+    /// wins): after every segment the monitor's fragments equal the model's, and the stream
+    /// comes out exact.
+    #[test]
+    fn a_thousand_holes_filled_in_any_order(
+        sizes in prop::collection::vec(1usize..24, 2001),
+        order in Just((0..1000usize).collect::<Vec<_>>()).prop_shuffle(),
+        overlap_every in 2usize..9,
+        seed in any::<u8>(),
+    ) {
+        let c = Conn::v4(3_000_000_000, 9);
+        let mut st = monitor::HostStorage::<PerFlow>::new(4, 64, 1);
+        let cfg = Config { side_capacity: 1 << 20, max_islands: 1000, ..cfg() };
+        let mut m = Monitor::new(Recorder::default(), cfg, st.storage()).unwrap();
+        feed(&mut m, &[c.syn(), c.synack(), c.ack()], 0);
+        let f = m.flows().next().unwrap();
+        let starts: Vec<usize> = sizes.iter().scan(0, |o, &n| { let s = *o; *o += n; Some(s) }).collect();
+        let total: usize = sizes.iter().sum();
+        let mut model = Model { bytes: vec![], last_wins: false, max_islands: 1000 };
+        let send = |m: &mut Monitor<'_, Recorder>, model: &mut Model, start: usize, end: usize, salt: u8| {
+            let d: Vec<u8> = (start..end).map(|k| content(k, seed ^ salt)).collect();
+            model.apply(start, &d);
+            feed(m, &[c.cdata(start as u64, &d)], 1000);
+        };
+        let check = |m: &Monitor<'_, Recorder>, model: &Model| {
+            let mut frags = vec![Frag { offset: 0, len: 0 }; 1100];
+            let n = m.frag_info(f, Side::Server, &mut frags).unwrap();
+            let mut want: Vec<(u64, u64)> = Vec::new();
+            if model.cont_end() > 0 { want.push((0, model.cont_end() as u64)); }
+            want.extend(model.islands().iter().map(|&(a, b)| (a as u64, (b - a) as u64)));
+            let got: Vec<(u64, u64)> = frags[..n].iter().map(|f| (f.offset, f.len)).collect();
+            assert_eq!(got, want);
+        };
+        for k in (1..2001).step_by(2) {
+            send(&mut m, &mut model, starts[k], starts[k] + sizes[k], 0);
+        }
+        send(&mut m, &mut model, starts[2000], total, 0);
+        prop_assert_eq!(model.islands().len(), 1000);
+        check(&m, &model);
+        for (i, &h) in order.iter().enumerate() {
+            let k = 2 * h;
+            // Some fills overlap a neighbour's bytes (a different copy: the first one stays).
+            let (s, e) = if i % overlap_every == 0 {
+                (starts[k].saturating_sub(2), (starts[k] + sizes[k] + 2).min(total))
+            } else {
+                (starts[k], starts[k] + sizes[k])
+            };
+            send(&mut m, &mut model, s, e, 0x77);
+            if i % 50 == 0 || i > 990 { check(&m, &model); }
+        }
+        check(&m, &model);
+        prop_assert_eq!(model.cont_end(), total);
+        let mut out = vec![0u8; total];
+        let mut off = 0;
+        while off < total {
+            off += m.ppeek(f, Side::Server, off as u64, &mut out[off..]).unwrap();
+        }
+        let want: Vec<u8> = model.bytes.iter().map(|b| b.unwrap()).collect();
+        prop_assert_eq!(out, want);
+        let bi = m.buf_info(f, Side::Server).unwrap();
+        prop_assert_eq!((bi.in_order_end, bi.last_end, bi.lost), (total as u64, total as u64, 0));
+        // The island list went back to the pool: only the stream's data chunks are held.
+        prop_assert_eq!(m.free_chunks(), 64 - total.div_ceil(monitor::CHUNK_SIZE));
+    }
+
 }

@@ -3,10 +3,12 @@
 //! [`FlowLog`] is an ordinary middlebox on the public monitor API: it reads each side's
 //! in-order bytes with `peek` on `CONN_NEW_DATA`, and at `CONN_END` it lists the stored
 //! fragments with `frag_info` and reads what lies past a hole with `ppeek`. Per direction it
-//! reports the bytes held, their sha256 in offset order (holes skipped) and the number of
-//! holes, then the TCP state of each endpoint when the connection ended, as one line:
+//! reports the bytes held, their sha256 in offset order (holes skipped), the number of holes
+//! and the bytes lost (`BufInfo::lost`: dropped by a limit, or acknowledged by the receiver but
+//! never seen by the tap), then the TCP state of each endpoint when the connection ended, as
+//! one line:
 //!
-//! `{"client":"IP:PORT","server":"IP:PORT","c2s":{"bytes":N,"sha256":"HEX","gaps":G},"s2c":{...},"client_state":"TIME_WAIT","server_state":"CLOSED"}`
+//! `{"client":"IP:PORT","server":"IP:PORT","c2s":{"bytes":N,"sha256":"HEX","gaps":G,"lost":L},"s2c":{...},"client_state":"TIME_WAIT","server_state":"CLOSED"}`
 //!
 //! (IPv6 as `[ADDR]:PORT`). The line is handed to a [`Sink`]: `cargo ferrule flows` collects
 //! the lines on the host, the `flowmon` image writes them to its core's log. `no_std`, no
@@ -20,8 +22,9 @@ use core::net::{IpAddr, SocketAddr};
 use monitor::{Ctx, Event, FlowHandle, Frag, Hook, Middlebox, PeekError, Registry, Side};
 use sha2::{Digest, Sha256};
 
-/// Most fragments listed per side at `CONN_END`.
-pub const MAX_FRAGS: usize = 64;
+/// Most fragments listed per side at `CONN_END`: the in-order run and every island the
+/// default configuration keeps.
+pub const MAX_FRAGS: usize = 1 + monitor::Config::DEFAULT.max_islands as usize;
 /// Bytes read per `peek`/`ppeek` call.
 pub const READ_CHUNK: usize = 4096;
 
@@ -45,6 +48,8 @@ pub struct DirDigest {
     gaps: u32,
     /// Stream offset just past the last byte hashed.
     next: u64,
+    /// Bytes lost (`BufInfo::lost`), taken at `CONN_END`.
+    lost: u64,
 }
 
 impl DirDigest {
@@ -166,11 +171,12 @@ impl fmt::Display for Hex<'_> {
     }
 }
 
-/// A finished direction: `{"bytes":N,"sha256":"HEX","gaps":G}`.
+/// A finished direction: `{"bytes":N,"sha256":"HEX","gaps":G,"lost":L}`.
 struct Dir {
     bytes: u64,
     sha: [u8; 32],
     gaps: u32,
+    lost: u64,
 }
 
 impl Dir {
@@ -179,6 +185,7 @@ impl Dir {
             bytes: d.bytes,
             sha: d.hash.finalize().into(),
             gaps: d.gaps,
+            lost: d.lost,
         }
     }
 }
@@ -187,10 +194,11 @@ impl fmt::Display for Dir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{{\"bytes\":{},\"sha256\":\"{}\",\"gaps\":{}}}",
+            "{{\"bytes\":{},\"sha256\":\"{}\",\"gaps\":{},\"lost\":{}}}",
             self.bytes,
             Hex(&self.sha),
-            self.gaps
+            self.gaps,
+            self.lost
         )
     }
 }
@@ -211,6 +219,10 @@ impl<S: Sink> Middlebox for FlowLog<S> {
             for s in Side::BOTH {
                 self.drain(cx, flow, s);
                 self.drain_islands(cx, flow, s);
+                let lost = cx.buf_info(flow, s).map_or(0, |b| b.lost);
+                if let Some(d) = cx.user() {
+                    d.sides[s.index()].lost = lost;
+                }
             }
             let (Ok(ends), Ok(cs), Ok(ss)) = (
                 cx.endpoints(flow),
@@ -251,10 +263,11 @@ mod tests {
         let mut d = DirDigest::default();
         d.add(0, b"ab");
         d.add(5, b"c"); // a hole of 3 bytes
+        d.lost = 3;
         let dir = Dir::of(d);
         assert_eq!(
             dir.to_string(),
-            "{\"bytes\":3,\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\",\"gaps\":1}"
+            "{\"bytes\":3,\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\",\"gaps\":1,\"lost\":3}"
         );
     }
 

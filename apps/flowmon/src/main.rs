@@ -3,7 +3,7 @@
 //! TCP connection is one console line, exactly the JSON line `cargo ferrule flows` prints for
 //! it on a host:
 //!
-//! `{"client":"IP:PORT","server":"IP:PORT","c2s":{"bytes":N,"sha256":"HEX","gaps":G},"s2c":{...},"client_state":"..","server_state":".."}`
+//! `{"client":"IP:PORT","server":"IP:PORT","c2s":{"bytes":N,"sha256":"HEX","gaps":G,"lost":L},"s2c":{...},"client_state":"..","server_state":".."}`
 //!
 //! Lines go through each core's log ring, never from the packet path to the UART. The run
 //! ends when no frame came for 3 s after traffic (or none at all in 60 s); open connections

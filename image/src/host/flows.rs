@@ -77,6 +77,7 @@ pub fn flow_lines_of(
         side_capacity: SIDE_CAPACITY,
         pickup: true,
         idle_timeout_us: u64::MAX / 4,
+        hash_key: Config::random_hash_key(),
         ..Config::DEFAULT
     };
     let mut mon = Monitor::new(FlowLog::new(Lines::default()), cfg, storage.storage())

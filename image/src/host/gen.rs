@@ -21,7 +21,8 @@
 //! * **reorder**: adjacent response segments are swapped. No effect on the stream.
 //! * **dup**: a data segment is sent twice. No effect on the stream.
 //! * **loss**: a data segment is never written (a tap that missed it; the endpoints did get
-//!   it, so later ACKs cover it). Its bytes are a hole: skipped in `sha256`, one more `gaps`.
+//!   it, so later ACKs cover it). Its bytes are a hole: skipped in `sha256`, one more `gaps`,
+//!   and counted in `lost`.
 //!   The last data segment of a direction is never lost, so every hole lies between stored
 //!   bytes. The states in the ground truth are the endpoints' real states.
 //! * **overlap**: after both segments it covers have been written, a retransmission that
@@ -717,6 +718,9 @@ impl Gen<'_> {
             bytes: d.present,
             sha256: hex(&d.hash.finalize()),
             gaps: d.gaps,
+            // The tap's lost segments: the endpoints acknowledged them (later ACKs cover every
+            // hole), so the monitor counts them lost; nothing else is lost at these sizes.
+            lost: d.next - d.present,
         };
         self.truth.flows.push(FlowLine {
             client: endpoint(f.client, f.cport),

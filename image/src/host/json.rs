@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One direction of a connection: the stream bytes held, their sha256 (offset order, holes
-/// skipped) and the number of holes.
+/// skipped), the number of holes and the bytes lost.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirSummary {
     /// Stream bytes seen (holes excluded).
@@ -12,6 +12,9 @@ pub struct DirSummary {
     pub sha256: String,
     /// Number of holes (missing byte ranges, a leading one included).
     pub gaps: u32,
+    /// Bytes lost: dropped by a monitor limit (islands, pool, capacity past a hole), or
+    /// acknowledged by the receiving endpoint but never seen by the tap (`BufInfo::lost`).
+    pub lost: u64,
 }
 
 /// One TCP connection, as one JSON line:

@@ -341,6 +341,8 @@ pub struct Recorder {
     pub end_read: bool,
     pub timer_fires: Vec<(u32, u64)>,
     pub arm: Vec<(u32, u64, u64)>,
+    /// `Ctx::error_reason` of every `ERROR` callback, with its hook.
+    pub errors: Vec<(Hook, monitor::ErrorReason)>,
 }
 
 impl Recorder {
@@ -402,6 +404,10 @@ impl Middlebox for Recorder {
             flow,
             states,
         });
+        if ev == Event::ERROR {
+            self.errors
+                .push((hook, cx.error_reason().expect("ERROR carries a reason")));
+        }
         if ev == Event::CONN_START {
             if let Some(u) = cx.user() {
                 u.started += 1;

@@ -1,0 +1,188 @@
+//! Raising events: hooks, user-defined event filters, state changes, the end of a flow.
+
+use super::slots::free_flow;
+use super::{Core, Ctx};
+use crate::api::{ErrorReason, Event, Hook, Middlebox, Side, TcpState};
+use crate::flow::MONITORING_STOPPED;
+use crate::reasm::NEW_DATA_PENDING;
+
+pub(super) fn raise_at<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: Option<u32>,
+    frame: Option<&[u8]>,
+    ev: Event,
+    hook: Hook,
+    side: Side,
+) {
+    let h = hook as usize;
+    if core.reg.interest[h] & ev.0 == 0 {
+        return;
+    }
+    let mut cx = Ctx { core, flow, frame };
+    if cx.core.reg.subs[h] & ev.0 != 0 {
+        mb.on_event(&mut cx, ev, hook, side);
+    }
+    let needed = cx.core.reg.needed[h];
+    if needed == 0 {
+        return;
+    }
+    let mut fired = ev.0;
+    let n = cx.core.reg.udes.len();
+    for i in 0..n {
+        let bit = 1u64 << (Event::FIRST_UDE_BIT as usize + i);
+        let u = cx.core.reg.udes[i];
+        if needed & bit == 0 || fired & u.parent.0 == 0 {
+            continue;
+        }
+        if mb.filter(u.key, &mut cx, u.parent, hook, side) {
+            fired |= bit;
+            if cx.core.reg.subs[h] & bit != 0 {
+                mb.on_event(&mut cx, Event(bit), hook, side);
+            }
+        }
+    }
+}
+
+/// An event with both views: `Snd` (sender) then `Rcv` and `Any` (receiver).
+#[inline]
+pub(super) fn raise_pair<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    sender: Side,
+) {
+    // Inlined check so that an event nobody listens to (PKT_IN, most often) costs a load and a
+    // test on the packet path instead of a call.
+    if core.reg.any_interest & ev.0 == 0 {
+        return;
+    }
+    raise_pair_slow(mb, core, flow, frame, ev, sender);
+}
+
+#[inline(never)]
+pub(super) fn raise_pair_slow<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    sender: Side,
+) {
+    raise_pair_body(mb, core, flow, frame, ev, sender);
+}
+
+/// `raise_pair` after its interest test (inlined where events are raised in a loop).
+#[inline(always)]
+pub(super) fn raise_pair_body<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    sender: Side,
+) {
+    if core.flows[flow as usize].flags & MONITORING_STOPPED != 0 {
+        return;
+    }
+    raise_at(mb, core, Some(flow), frame, ev, Hook::Snd, sender);
+    raise_at(mb, core, Some(flow), frame, ev, Hook::Rcv, sender.peer());
+    raise_at(mb, core, Some(flow), frame, ev, Hook::Any, sender.peer());
+}
+
+/// An event with one view.
+pub(super) fn raise_one<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    ev: Event,
+    hook: Hook,
+    side: Side,
+) {
+    let i = &core.reg.interest;
+    if (i[hook as usize] | i[Hook::Any as usize]) & ev.0 == 0
+        || core.flows[flow as usize].flags & MONITORING_STOPPED != 0
+    {
+        return;
+    }
+    raise_at(mb, core, Some(flow), frame, ev, hook, side);
+    raise_at(mb, core, Some(flow), frame, ev, Hook::Any, side);
+}
+
+pub(super) fn set_state<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    side: Side,
+    st: TcpState,
+    sender: Side,
+) {
+    let s = &mut core.flows[flow as usize].sides[side.index()];
+    if s.state == st as u8 {
+        return;
+    }
+    s.state = st as u8;
+    let hook = if side == sender { Hook::Snd } else { Hook::Rcv };
+    raise_one(mb, core, flow, frame, Event::TCP_STATE_CHANGE, hook, side);
+}
+
+/// Raise pending `CONN_NEW_DATA` of one flow.
+#[inline]
+pub(super) fn flush_new_data<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>, flow: u32) {
+    for side in Side::BOTH {
+        let s = &mut core.flows[flow as usize].sides[side.index()];
+        if s.flags & NEW_DATA_PENDING != 0 {
+            s.flags &= !NEW_DATA_PENDING;
+            // `side` received the data: its peer sent it.
+            if core.reg.any_interest & Event::CONN_NEW_DATA.0 != 0 {
+                raise_pair_body(mb, core, flow, None, Event::CONN_NEW_DATA, side.peer());
+            }
+        }
+    }
+}
+
+/// End a live flow: pending new data, `CONN_END` once (unless monitoring was stopped), free.
+pub(super) fn end_flow<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    sender: Side,
+) {
+    let f = &core.flows[flow as usize];
+    if !f.live() {
+        return;
+    }
+    if f.flags & MONITORING_STOPPED == 0 {
+        flush_new_data(mb, core, flow);
+        let r = &core.reg;
+        let ev = Event::CONN_END.0;
+        let (hook, side) = if r.interest[Hook::Snd as usize] & ev != 0 {
+            (Hook::Snd, sender)
+        } else if r.interest[Hook::Rcv as usize] & ev != 0 {
+            (Hook::Rcv, sender.peer())
+        } else {
+            (Hook::Any, sender.peer())
+        };
+        raise_at(mb, core, Some(flow), frame, Event::CONN_END, hook, side);
+    }
+    free_flow(core, flow);
+}
+
+/// Raise `ERROR` for a flow with its reason (readable through `Ctx::error_reason`).
+pub(super) fn raise_error<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    flow: u32,
+    frame: Option<&[u8]>,
+    reason: ErrorReason,
+    sender: Side,
+) {
+    core.error = Some(reason);
+    raise_pair(mb, core, flow, frame, Event::ERROR, sender);
+    core.error = None;
+}

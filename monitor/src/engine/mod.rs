@@ -1,0 +1,476 @@
+//! The engine: `Monitor<M>` takes frames in batches, runs intake, the flow table, the per-side
+//! TCP state machines and reassembly, and dispatches events to the `Middlebox`.
+//!
+//! Event order for one packet of a flow: `CONN_START` (first packet), `PKT_IN`, state changes
+//! of the sender (`Snd` view) then the receiver (`Rcv` view), `REXMIT` (before storing),
+//! `ERROR` (before overwriting unread bytes, after dropping bytes), and `CONN_END` when the flow
+//! closes (after any pending `CONN_NEW_DATA` of that flow). `CONN_NEW_DATA` for the other flows
+//! comes once per flow side after the batch (`end_batch`).
+
+mod checksum;
+mod ctx;
+mod dispatch;
+mod payload;
+mod read;
+mod registry;
+mod slots;
+mod tcp;
+
+pub use registry::Registry;
+
+use core::net::IpAddr;
+
+use crate::api::{
+    BufInfo, ErrorReason, FlowHandle, Frag, Middlebox, Overlap, PeekError, Side, TcpState, Verdict,
+};
+use crate::config::{
+    Config, ConfigError, Counters, DropReason, Storage, INJECT_MAX, INJECT_SLOTS, MAX_TIMERS,
+    REWRITE_MAX,
+};
+use crate::flow::{self, Bucket, FlowSlot, IN_NEW_DATA_LIST, NONE, PICKED_UP};
+use crate::intake::{self, FragTable, Fragment, L3};
+use crate::reasm::{Pool, BUFFERING_OFF};
+use checksum::fix_checksums;
+use dispatch::{end_flow, flush_new_data};
+use tcp::process_tcp;
+
+/// Client and server endpoints of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Client address and port.
+    pub client: (IpAddr, u16),
+    /// Server address and port.
+    pub server: (IpAddr, u16),
+}
+
+#[derive(Debug)]
+struct PacketState {
+    dropped: bool,
+    modified: bool,
+    rewritable: bool,
+    v6: bool,
+    l3_off: usize,
+    buf: heapless::Vec<u8, REWRITE_MAX>,
+}
+
+/// Everything of a monitor except the middlebox: what callbacks reach through [`Ctx`].
+#[derive(Debug)]
+pub struct Core<'a, F> {
+    cfg: Config,
+    flows: &'a mut [FlowSlot<F>],
+    index: &'a mut [Bucket],
+    pool: Pool<'a>,
+    reg: Registry,
+    counters: Counters,
+    now: u64,
+    free_head: u32,
+    live: u32,
+    pend_head: u32,
+    sweep: usize,
+    /// Where the next eviction sample starts.
+    evict_cursor: usize,
+    swept_at: u64,
+    batch_frames: usize,
+    pkt: PacketState,
+    /// Why the `ERROR` being raised was raised (`Ctx::error_reason`).
+    error: Option<ErrorReason>,
+    inject: heapless::Deque<heapless::Vec<u8, INJECT_MAX>, INJECT_SLOTS>,
+}
+
+/// The view a callback gets: the current flow and packet, `ppeek`/`peek`, actions and timers.
+#[derive(Debug)]
+pub struct Ctx<'c, 'a, F> {
+    core: &'c mut Core<'a, F>,
+    flow: Option<u32>,
+    frame: Option<&'c [u8]>,
+}
+
+/// A per-core flow monitor running middlebox `M`.
+#[derive(Debug)]
+pub struct Monitor<'a, M: Middlebox> {
+    mb: M,
+    core: Core<'a, M::Flow>,
+    frags: FragTable<'a>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitor: construction, batches and the front end (frame -> intake -> TCP).
+
+impl<'a, M: Middlebox> Monitor<'a, M> {
+    /// Build a monitor over caller-provided storage (see [`Storage`] for sizing). Calls
+    /// `M::init` to register events and timers.
+    pub fn new(mut mb: M, cfg: Config, st: Storage<'a, M::Flow>) -> Result<Self, ConfigError> {
+        let n = st.flows.len();
+        if n == 0 || n >= NONE as usize {
+            return Err(ConfigError::FlowCapacity);
+        }
+        if !st.index.len().is_power_of_two() || st.index.len() < 2 * n {
+            return Err(ConfigError::IndexSize);
+        }
+        if st.chunks.len() >= NONE as usize || st.links.len() != st.chunks.len() {
+            return Err(ConfigError::PoolSize);
+        }
+        for (i, f) in st.flows.iter_mut().enumerate() {
+            *f = FlowSlot::EMPTY;
+            f.next_free = if i + 1 < n { (i + 1) as u32 } else { NONE };
+            if !cfg.buffering {
+                f.sides[0].flags |= BUFFERING_OFF;
+                f.sides[1].flags |= BUFFERING_OFF;
+            }
+        }
+        for b in st.index.iter_mut() {
+            *b = Bucket::EMPTY;
+        }
+        let mut reg = Registry::new();
+        mb.init(&mut reg);
+        Ok(Monitor {
+            mb,
+            core: Core {
+                cfg,
+                flows: st.flows,
+                index: st.index,
+                pool: Pool::new(st.chunks, st.links),
+                reg,
+                counters: Counters::default(),
+                now: 0,
+                free_head: 0,
+                live: 0,
+                pend_head: NONE,
+                sweep: 0,
+                evict_cursor: 0,
+                swept_at: 0,
+                batch_frames: 0,
+                pkt: PacketState {
+                    dropped: false,
+                    modified: false,
+                    rewritable: false,
+                    v6: false,
+                    l3_off: 0,
+                    buf: heapless::Vec::new(),
+                },
+                error: None,
+                inject: heapless::Deque::new(),
+            },
+            frags: FragTable {
+                slots: st.frags,
+                buf: st.frag_buf,
+                used: 0,
+            },
+        })
+    }
+
+    /// The middlebox.
+    pub fn middlebox(&self) -> &M {
+        &self.mb
+    }
+    /// The middlebox, mutably.
+    pub fn middlebox_mut(&mut self) -> &mut M {
+        &mut self.mb
+    }
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.core.cfg
+    }
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.core.counters
+    }
+    /// The registry (subscriptions, user events, timers).
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.core.reg
+    }
+    /// Live flows.
+    pub fn flow_count(&self) -> usize {
+        self.core.live as usize
+    }
+    /// Free chunks in the pool.
+    pub fn free_chunks(&self) -> usize {
+        self.core.pool.nfree as usize
+    }
+    /// Bytes of monitor state per flow (the cost of an idle flow: its slot plus its share of
+    /// the hash index), excluding the middlebox's own per-flow state `M::Flow`.
+    pub fn flow_state_bytes(&self) -> usize {
+        core::mem::size_of::<FlowSlot<()>>()
+            + core::mem::size_of_val::<[Bucket]>(self.core.index) / self.core.flows.len()
+    }
+
+    /// Bytes of the user's per-flow state as stored in a slot (`Option<M::Flow>`).
+    pub fn user_state_bytes(&self) -> usize {
+        core::mem::size_of::<FlowSlot<M::Flow>>() - core::mem::size_of::<FlowSlot<()>>()
+    }
+    /// See [`Ctx::ppeek`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn ppeek(
+        &self,
+        flow: FlowHandle,
+        side: Side,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, PeekError> {
+        self.core.ppeek(flow, side, off, buf)
+    }
+    /// See [`Ctx::peek`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn peek(
+        &mut self,
+        flow: FlowHandle,
+        side: Side,
+        buf: &mut [u8],
+    ) -> Result<usize, PeekError> {
+        self.core.peek(flow, side, buf)
+    }
+    /// See [`Ctx::frag_info`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn frag_info(
+        &self,
+        flow: FlowHandle,
+        side: Side,
+        out: &mut [Frag],
+    ) -> Result<usize, PeekError> {
+        self.core.frag_info(flow, side, out)
+    }
+    /// See [`Ctx::buf_info`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn buf_info(&self, flow: FlowHandle, side: Side) -> Result<BufInfo, PeekError> {
+        self.core.buf_info(flow, side)
+    }
+    /// See [`Ctx::tcp_state`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn tcp_state(&self, flow: FlowHandle, side: Side) -> Result<TcpState, PeekError> {
+        self.core.tcp_state(flow, side)
+    }
+    /// See [`Ctx::endpoints`].
+    pub fn endpoints(&self, flow: FlowHandle) -> Result<Endpoints, PeekError> {
+        self.core.endpoints(flow)
+    }
+    /// See [`Ctx::window_scale`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn window_scale(&self, flow: FlowHandle, side: Side) -> Result<Option<u8>, PeekError> {
+        self.core.window_scale(flow, side)
+    }
+    /// See [`Ctx::picked_up`].
+    pub fn picked_up(&self, flow: FlowHandle) -> Result<bool, PeekError> {
+        Ok(self.core.slot_of(flow)?.flags & PICKED_UP != 0)
+    }
+    /// See [`Ctx::set_overlap`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn set_overlap(
+        &mut self,
+        flow: FlowHandle,
+        side: Side,
+        p: Overlap,
+    ) -> Result<(), PeekError> {
+        self.core.set_overlap(flow, side, p)
+    }
+    /// See [`Ctx::disable_buffer`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn disable_buffer(&mut self, flow: FlowHandle, side: Side) -> Result<(), PeekError> {
+        self.core.disable_buffer(flow, side)
+    }
+    /// Handles of all live flows (in slot order).
+    pub fn flows(&self) -> impl Iterator<Item = FlowHandle> + '_ {
+        self.core
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.live())
+            .map(|(i, f)| FlowHandle {
+                core: self.core.cfg.core,
+                slot: i as u32,
+                gen: f.gen,
+            })
+    }
+    /// Take the frames queued by `Ctx::inject`, oldest first.
+    pub fn drain_injected(&mut self, mut f: impl FnMut(&[u8])) {
+        while let Some(v) = self.core.inject.pop_front() {
+            f(&v);
+        }
+    }
+
+    /// Start a receive batch at time `now_us`: fires due timers.
+    pub fn begin_batch(&mut self, now_us: u64) {
+        self.core.now = self.core.now.max(now_us);
+        self.core.batch_frames = 0;
+        self.fire_timers();
+    }
+
+    /// End the batch: raise `CONN_NEW_DATA` once per flow side that got new in-order bytes,
+    /// expire fragments and sweep part of the table for idle flows.
+    pub fn end_batch(&mut self) {
+        let mb = &mut self.mb;
+        let core = &mut self.core;
+        let mut i = core.pend_head;
+        core.pend_head = NONE;
+        let mut guard = core.flows.len() + 1;
+        while i != NONE && guard > 0 {
+            guard -= 1;
+            let next = core.flows[i as usize].pend_next;
+            core.flows[i as usize].pend_next = NONE;
+            core.flows[i as usize].flags &= !IN_NEW_DATA_LIST;
+            if core.flows[i as usize].live() {
+                flush_new_data(mb, core, i);
+            }
+            i = next;
+        }
+        let now = core.now;
+        self.frags.expire(
+            now,
+            core.cfg.frag_timeout_us,
+            &mut core.counters,
+            &mut core.pool,
+        );
+        // Sweep so that the whole table is visited once per quarter of the idle timeout of
+        // elapsed time: touching cold slots is the expensive part, so no more than that.
+        let len = core.flows.len() as u128;
+        let dt = now.saturating_sub(core.swept_at) as u128;
+        let quarter = (core.cfg.idle_timeout_us / 4).max(1) as u128;
+        let n = (len * dt / quarter).min(len) as usize;
+        if n > 0 {
+            core.swept_at = now;
+            self.sweep_idle(n);
+        }
+    }
+
+    /// Advance time without frames (timers and idle timeouts).
+    pub fn tick(&mut self, now_us: u64) {
+        self.begin_batch(now_us);
+        self.end_batch();
+    }
+
+    /// Convenience for tap mode: one batch of `(frame, timestamp µs)` pairs; verdicts ignored.
+    pub fn on_batch<'f, I: IntoIterator<Item = (&'f [u8], u64)>>(&mut self, frames: I) {
+        let mut started = false;
+        for (f, ts) in frames {
+            if !started {
+                self.begin_batch(ts);
+                started = true;
+            }
+            let _ = self.frame(f, ts);
+        }
+        if started {
+            self.end_batch();
+        }
+    }
+
+    /// End every live flow now (`CONN_END` with the stream still readable), e.g. at the end of
+    /// a capture. Counted as `flows_flushed`.
+    pub fn close_all(&mut self) {
+        self.end_batch();
+        for i in 0..self.core.flows.len() {
+            if self.core.flows[i].live() {
+                self.core.counters.flows_flushed += 1;
+                end_flow(&mut self.mb, &mut self.core, i as u32, None, Side::Client);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let core = &mut self.core;
+        core.reg.now = core.now;
+        for _ in 0..(2 * MAX_TIMERS) {
+            let now = core.now;
+            let Some(i) = core.reg.timers.iter().position(|t| t.deadline <= now) else {
+                break;
+            };
+            let t = core.reg.timers[i];
+            if t.period > 0 {
+                let mut next = t.deadline.saturating_add(t.period);
+                if next <= now {
+                    next = now.saturating_add(t.period);
+                }
+                core.reg.timers[i].deadline = next;
+            } else {
+                core.reg.timers.swap_remove(i);
+            }
+            let mut cx = Ctx {
+                core: &mut *core,
+                flow: None,
+                frame: None,
+            };
+            self.mb.on_timer(&mut cx, t.id);
+        }
+    }
+
+    fn sweep_idle(&mut self, n: usize) {
+        let len = self.core.flows.len();
+        let timeout = self.core.cfg.idle_timeout_us;
+        for _ in 0..n.min(len) {
+            let i = self.core.sweep % len;
+            self.core.sweep = (i + 1) % len;
+            let f = &self.core.flows[i];
+            if f.live() && flow::idle_us(self.core.now, f.last_seen) >= timeout {
+                self.core.counters.flows_timed_out += 1;
+                end_flow(&mut self.mb, &mut self.core, i as u32, None, Side::Client);
+            }
+        }
+    }
+
+    /// Process one frame received at `ts_us` (call between `begin_batch` and `end_batch`).
+    /// Returns what to do with it in inline mode (always `Forward` in tap mode).
+    pub fn frame(&mut self, frame: &[u8], ts_us: u64) -> Verdict<'_> {
+        let core = &mut self.core;
+        core.now = core.now.max(ts_us);
+        core.batch_frames += 1;
+        core.counters.frames += 1;
+        core.counters.frame_bytes += frame.len() as u64;
+        core.pkt.dropped = false;
+        core.pkt.modified = false;
+        core.pkt.rewritable = false;
+        match intake::parse_l3(frame) {
+            Err(r) => core.counters.dropped[r as usize] += 1,
+            Ok(L3::Tcp { addrs, seg, l3_off }) => {
+                core.pkt.rewritable = true;
+                core.pkt.v6 = addrs.v6;
+                core.pkt.l3_off = l3_off;
+                match intake::parse_tcp(seg) {
+                    Ok(t) => process_tcp(&mut self.mb, core, frame, &addrs, &t),
+                    Err(r) => core.counters.dropped[r as usize] += 1,
+                }
+            }
+            Ok(L3::Frag {
+                addrs,
+                proto,
+                id,
+                off,
+                more,
+                data,
+            }) => {
+                let now = core.now;
+                let to = core.cfg.frag_timeout_us;
+                let fragment = Fragment {
+                    addrs,
+                    proto,
+                    id,
+                    off,
+                    more,
+                    data,
+                };
+                let overlap = core.cfg.overlap;
+                match self.frags.add(
+                    fragment,
+                    now,
+                    to,
+                    overlap,
+                    &mut core.counters,
+                    &mut core.pool,
+                ) {
+                    Err(r) => core.counters.dropped[r as usize] += 1,
+                    Ok(None) => core.counters.dropped[DropReason::FragmentHeld as usize] += 1,
+                    Ok(Some((addrs, proto, len))) => {
+                        core.counters.datagrams_reassembled += 1;
+                        let dg = self.frags.buf.get(..len).unwrap_or(&[]);
+                        if proto != 6 {
+                            core.counters.dropped[DropReason::NotTcp as usize] += 1;
+                        } else {
+                            match intake::parse_tcp(dg) {
+                                Ok(t) => process_tcp(&mut self.mb, core, frame, &addrs, &t),
+                                Err(r) => core.counters.dropped[r as usize] += 1,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let core = &mut self.core;
+        if core.pkt.dropped {
+            Verdict::Drop
+        } else if core.pkt.modified {
+            fix_checksums(&mut core.pkt);
+            Verdict::Rewritten(&core.pkt.buf)
+        } else {
+            Verdict::Forward
+        }
+    }
+}
