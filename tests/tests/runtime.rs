@@ -92,12 +92,12 @@ fn tap_mode_on_four_queues_prints_exactly_the_host_flows_lines() {
 
 #[test]
 fn unsupported_nics_are_named_and_settings_that_do_not_fit_are_refused() {
-    // 64 MiB: flowmon's two cores want 2 x ~20 MiB of storage after the igb's 4096-entry
-    // rings took theirs.
+    // 48 MiB: flowmon's two cores want 2 x ~19 MiB of storage, and about 23 MiB are left
+    // after the kernel and the igb's 4096-entry rings took theirs.
     let mut vm = boot(
         Config::kernel(app_elf("flowmon"))
             .with_cores(2)
-            .with_memory_mib(64)
+            .with_memory_mib(48)
             .with_nic(NicModel::E1000e)
             .with_nic(NicModel::Igb)
             .with_timeout(timeout_for(Firmware::Direct)),
