@@ -65,6 +65,7 @@ pub use monitor::*;
 pub mod budget;
 pub mod frags;
 mod log;
+pub mod mgmt;
 mod settings;
 
 #[cfg(not(target_os = "none"))]

@@ -1,0 +1,124 @@
+//! The management plane: one NIC of its own, never a monitored port, that serves
+//! `GET /metrics` (Prometheus text format) over HTTP/1.1 on TCP 9100.
+//!
+//! [`Mgmt`] in the app's [`crate::Settings`] turns it on and says which NIC, which addresses
+//! and which sources may ask. In the image, the management NIC runs a smoltcp interface
+//! (`net`, guest only) on a core that serves no queue when there is one, else on core 0
+//! between its batches with a bounded budget per pass. Nothing received there reaches the
+//! data path: the management NIC is opened apart from the monitored ports, and the only
+//! thing the plane reads of the monitoring cores is their published [`metrics`].
+//!
+//! The pieces that need no hardware are plain functions tested on the host: the request
+//! parser ([`http`]), the source allowlist ([`filter`]) and the metrics page ([`metrics`]).
+
+pub mod filter;
+pub mod http;
+pub mod metrics;
+
+pub use filter::Prefix;
+
+/// The TCP port `GET /metrics` is served on by default (the node exporter's).
+pub const METRICS_PORT: u16 = 9100;
+
+/// Which NIC is the management port (it is then not monitored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MgmtPort {
+    /// The first virtio-net function in PCI order.
+    FirstVirtio,
+    /// The last virtio-net function in PCI order (`cargo ferrule run --mgmt-forward` adds
+    /// the management NIC after the monitored ones).
+    LastVirtio,
+    /// The `n`-th supported NIC in PCI order (0 = the first), whatever its kind.
+    Index(usize),
+}
+
+/// How the management interface gets its IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv4Setup {
+    /// A fixed address.
+    Static {
+        /// Address.
+        addr: [u8; 4],
+        /// Prefix length.
+        prefix: u8,
+        /// Default gateway (needed only for peers outside the subnet).
+        gateway: Option<[u8; 4]>,
+    },
+    /// DHCPv4 (smoltcp's client); the lease's router becomes the default gateway.
+    Dhcp,
+}
+
+/// The management plane's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mgmt {
+    /// Which NIC.
+    pub port: MgmtPort,
+    /// IPv4 address.
+    pub ipv4: Ipv4Setup,
+    /// A static IPv6 address and prefix length (the link-local address is always there).
+    pub ipv6: Option<([u8; 16], u8)>,
+    /// Sources allowed to reach the plane; an empty list answers nobody.
+    pub allow: &'static [Prefix],
+    /// TCP port of the metrics endpoint.
+    pub http_port: u16,
+}
+
+impl Mgmt {
+    /// QEMU user networking (slirp): the guest is 10.0.2.15/24 behind the gateway 10.0.2.2,
+    /// which is also where the host's forwarded connections come from; only 10.0.2.0/24 may
+    /// ask. The management NIC is the last virtio-net function.
+    pub const QEMU_USER: Mgmt = Mgmt {
+        port: MgmtPort::LastVirtio,
+        ipv4: Ipv4Setup::Static {
+            addr: [10, 0, 2, 15],
+            prefix: 24,
+            gateway: Some([10, 0, 2, 2]),
+        },
+        ipv6: None,
+        allow: &[Prefix::V4([10, 0, 2, 0], 24)],
+        http_port: METRICS_PORT,
+    };
+}
+
+/// Link-local IPv6 address (fe80::/64) made from a MAC address by modified EUI-64.
+pub fn link_local_v6(mac: [u8; 6]) -> [u8; 16] {
+    [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_flips_the_universal_bit_and_inserts_fffe() {
+        assert_eq!(
+            link_local_v6([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56]
+        );
+    }
+
+    #[test]
+    fn the_qemu_preset_allows_the_slirp_gateway() {
+        let m = Mgmt::QEMU_USER;
+        assert!(m.allow.iter().any(|p| p.contains_v4([10, 0, 2, 2])));
+        assert!(!m.allow.iter().any(|p| p.contains_v4([10, 0, 3, 2])));
+        assert_eq!(m.http_port, 9100);
+    }
+}
