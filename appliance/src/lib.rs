@@ -108,6 +108,10 @@ pub trait Program: 'static {
     type App: Appliance;
     /// The app's settings.
     const SETTINGS: Settings;
+    /// The app's crate name (`ferrule_build_info`).
+    const NAME: &'static str = "app";
+    /// The app's version.
+    const VERSION: &'static str = "0.0.0";
 }
 
 #[doc(hidden)]
@@ -132,6 +136,8 @@ macro_rules! main {
         impl $crate::Program for __FerruleProgram {
             type App = $app;
             const SETTINGS: $crate::Settings = $settings;
+            const NAME: &'static str = env!("CARGO_PKG_NAME");
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
         }
 
         #[cfg(target_os = "none")]

@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// Do not check or install QEMU, GRUB and OVMF first.
     #[arg(long)]
     pub skip_setup: bool,
+    /// Add a management NIC (virtio-net on QEMU user networking, guest 10.0.2.15) and forward
+    /// the host's 127.0.0.1:HOSTPORT to the appliance's metrics port 9100. The app is built
+    /// with FERRULE_MGMT=qemu (flowmon then serves `GET /metrics` there).
+    #[arg(long, value_name = "HOSTPORT")]
+    pub mgmt_forward: Option<u16>,
 }
 
 impl RunArgs {
@@ -228,7 +233,17 @@ pub struct Built {
 
 /// Builds the app's ELF and its disk image into `out_dir` (default target/ferrule/images).
 pub fn build_all(app: &App, out_dir: Option<&Path>, v: Verbosity) -> Result<Built, Error> {
-    let elf = build::build_app(app, v)?;
+    build_all_with_env(app, out_dir, v, &[])
+}
+
+/// [`build_all`] with extra build environment variables (see `build::build_app_with_env`).
+pub fn build_all_with_env(
+    app: &App,
+    out_dir: Option<&Path>,
+    v: Verbosity,
+    env: &[(&str, &str)],
+) -> Result<Built, Error> {
+    let elf = build::build_app_with_env(app, v, env)?;
     let dir = out_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| guest_target_dir().join("images"));
@@ -334,12 +349,16 @@ pub fn run_run(a: &RunArgs) -> i32 {
         None if pcaps.is_empty() => String::new(),
         None => ready_line(&app).to_string(),
     };
+    let env: &[(&str, &str)] = match a.mgmt_forward {
+        Some(_) => &[("FERRULE_MGMT", "qemu")],
+        None => &[("FERRULE_MGMT", "")],
+    };
     let config = match a.firmware {
-        Firmware::Direct => match build::build_app(&app, Verbosity::Show) {
+        Firmware::Direct => match build::build_app_with_env(&app, Verbosity::Show, env) {
             Ok(elf) => Config::kernel(elf),
             Err(e) => return fail(e),
         },
-        fw => match build_all(&app, None, Verbosity::Show) {
+        fw => match build_all_with_env(&app, None, Verbosity::Show, env) {
             Ok(b) => Config::disk(b.image, fw),
             Err(e) => return fail(e),
         },
@@ -356,6 +375,13 @@ pub fn run_run(a: &RunArgs) -> i32 {
         .with_memory_mib(a.memory)
         .with_kvm(a.kvm)
         .with_timeout(timeout);
+    let config = match a.mgmt_forward {
+        Some(port) => {
+            eprintln!("ferrule: management NIC: http://127.0.0.1:{port}/metrics");
+            config.with_args(qemu::user_nic_args(port, 9100))
+        }
+        None => config,
+    };
     eprintln!(
         "ferrule: booting {app} on {} ({}), {} core(s), {} MiB, NICs {:?}, {}",
         a.machine.name(),

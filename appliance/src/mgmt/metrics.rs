@@ -349,8 +349,8 @@ pub struct NicSample {
 /// What the management plane counts itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MgmtCounts {
-    /// HTTP requests answered, by status: 200, 400, 404, 405.
-    pub http: [u64; 4],
+    /// HTTP requests answered, by status: 200, 400, 404, 405, 500.
+    pub http: [u64; 5],
     /// Frames from sources outside the allowlist, dropped unanswered.
     pub denied: u64,
     /// IPFIX datagrams sent.
@@ -358,7 +358,7 @@ pub struct MgmtCounts {
 }
 
 /// The HTTP statuses [`MgmtCounts::http`] counts, in order.
-pub const HTTP_STATUSES: [u16; 4] = [200, 400, 404, 405];
+pub const HTTP_STATUSES: [u16; 5] = [200, 400, 404, 405, 500];
 
 /// Everything one page shows.
 pub struct Page<'a> {
@@ -529,7 +529,7 @@ mod tests {
                 cores,
                 nics,
                 mgmt: MgmtCounts {
-                    http: [7, 1, 2, 0],
+                    http: [7, 1, 2, 0, 0],
                     denied: 3,
                     ipfix_datagrams: 0,
                 },

@@ -14,6 +14,8 @@
 pub mod filter;
 pub mod http;
 pub mod metrics;
+#[cfg(target_os = "none")]
+pub mod net;
 
 pub use filter::Prefix;
 
@@ -80,6 +82,44 @@ impl Mgmt {
     };
 }
 
+/// The build-time variable [`Mgmt::from_build_env`] reads (set by `cargo ferrule run
+/// --mgmt-forward` for the image it builds).
+pub const BUILD_ENV: &str = "FERRULE_MGMT";
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+impl Mgmt {
+    /// The plane an app gets from `option_env!("FERRULE_MGMT")` at build time: unset or
+    /// empty, none; `qemu`, [`Mgmt::QEMU_USER`]; `qemu-allow-none`, the same with an empty
+    /// allowlist (every source is refused: what the access test checks). Anything else is a
+    /// build error.
+    pub const fn from_build_env(v: Option<&str>) -> Option<Mgmt> {
+        match v {
+            None => None,
+            Some(s) if s.is_empty() => None,
+            Some(s) if str_eq(s, "qemu") => Some(Mgmt::QEMU_USER),
+            Some(s) if str_eq(s, "qemu-allow-none") => Some(Mgmt {
+                allow: &[],
+                ..Mgmt::QEMU_USER
+            }),
+            Some(_) => panic!("FERRULE_MGMT must be unset, `qemu` or `qemu-allow-none`"),
+        }
+    }
+}
+
 /// Link-local IPv6 address (fe80::/64) made from a MAC address by modified EUI-64.
 pub fn link_local_v6(mac: [u8; 6]) -> [u8; 16] {
     [
@@ -112,6 +152,17 @@ mod tests {
             link_local_v6([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
             [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56]
         );
+    }
+
+    #[test]
+    fn build_env_values() {
+        assert_eq!(Mgmt::from_build_env(None), None);
+        assert_eq!(Mgmt::from_build_env(Some("")), None);
+        assert_eq!(Mgmt::from_build_env(Some("qemu")), Some(Mgmt::QEMU_USER));
+        let none = Mgmt::from_build_env(Some("qemu-allow-none")).unwrap();
+        assert!(none.allow.is_empty());
+        assert_eq!(none.port, MgmtPort::LastVirtio);
+        assert!(std::panic::catch_unwind(|| Mgmt::from_build_env(Some("x"))).is_err());
     }
 
     #[test]

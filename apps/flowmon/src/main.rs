@@ -30,6 +30,8 @@ const SETTINGS: Settings = Settings {
         pickup: true,
         ..Config::DEFAULT
     },
+    // Metrics over HTTP when built with FERRULE_MGMT (`cargo ferrule run --mgmt-forward`).
+    mgmt: appliance::mgmt::Mgmt::from_build_env(option_env!("FERRULE_MGMT")),
     ..Settings::DEFAULT
 };
 
