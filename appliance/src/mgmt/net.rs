@@ -24,7 +24,7 @@ use super::{link_local_v6, Ipv4Setup, Mgmt};
 use crate::guest::{Rx, Tx};
 
 /// Clients served at once (one TCP socket each).
-pub const CONNS: usize = 4;
+pub const CONNS: usize = 8;
 /// Bytes a response may take (headers and the metrics page).
 pub const RESPONSE_MAX: usize = 128 << 10;
 /// Room kept before the body for the status line and headers.
@@ -360,6 +360,11 @@ impl<const N: usize> Plane<N> {
             return false;
         };
         let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
+        if s.state() == tcp::State::TimeWait {
+            // Both sides have closed: free the socket for the next client now rather than
+            // after smoltcp's 10 s TIME-WAIT (an RST to a closed peer is harmless).
+            s.abort();
+        }
         if s.state() == tcp::State::Closed {
             c.req_len = 0;
             c.out_off = 0;

@@ -1,0 +1,414 @@
+//! The management plane under QEMU (TCG): `flowmon` built with `FERRULE_MGMT` serves
+//! `GET /metrics` on a virtio-net management NIC on QEMU user networking, reached through a
+//! hostfwd on 127.0.0.1 (the only host addresses these tests use).
+//!
+//! * A real Prometheus server (Debian's `prometheus`) scrapes the appliance while a capture
+//!   is injected; a PromQL query through its HTTP API returns exactly the number of frames
+//!   injected, which is also the appliance's own count at exit; `promtool check metrics`
+//!   accepts the page; keep-alive, several clients at once, 404 and a malformed request's
+//!   400 (after which the appliance keeps monitoring) are checked on the same run.
+//! * With an allowlist that admits nobody, a request through the forward gets no answer at
+//!   all and the plane counts the dropped frames.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use image::host::gen::{self, GenConfig};
+use image::{App, Verbosity};
+use qemu::{Config, ExitStatus, Firmware, NicModel};
+use tests::{boot, timeout_for};
+
+/// `flowmon` built with `FERRULE_MGMT=variant`, copied out of the shared target path (the
+/// next build of flowmon, with another variant, overwrites it).
+fn flowmon_with_mgmt(variant: &str, dir: &Path) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let elf = image::build_app_with_env(
+        &App::Package("flowmon".into()),
+        Verbosity::Quiet,
+        &[("FERRULE_MGMT", variant)],
+    )
+    .unwrap_or_else(|e| panic!("building flowmon with FERRULE_MGMT={variant}: {e}"));
+    let out = dir.join(format!("flowmon-{variant}"));
+    std::fs::copy(&elf, &out).expect("copy the image");
+    out
+}
+
+/// A loopback port free right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}
+
+/// A child process killed when dropped.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 response: status, headers (lowercased names), body.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response with a `Content-Length` body from `s` (at most 30 s).
+fn read_response(s: &mut TcpStream) -> Response {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut chunk).expect("read a response head");
+        assert!(n > 0, "connection closed before a response head: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).expect("text head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("a Content-Length");
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = s.read(&mut chunk).expect("read a response body");
+        assert!(n > 0, "connection closed inside a body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(body.len(), len, "more bytes than the Content-Length");
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(10))
+        .expect("connect to the forward");
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn get(s: &mut TcpStream, path: &str) -> Response {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: appliance\r\n\r\n").unwrap();
+    read_response(s)
+}
+
+/// The value of the sample `name` (exact series text, e.g. `ferrule_frames_total`).
+fn sample(page: &str, series: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Asks Prometheus' HTTP API for an instant vector with one sample: its value, else what
+/// came back.
+fn promql(port: u16, query: &str) -> Result<u64, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let q: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    write!(
+        s,
+        "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut all = String::new();
+    s.read_to_string(&mut all).map_err(|e| e.to_string())?;
+    let body = all.split_once("\r\n\r\n").map_or("", |b| b.1);
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{e}: {all}"))?;
+    match v["data"]["result"].as_array().map(Vec::as_slice) {
+        Some([one]) => one["value"][1]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| all.clone()),
+        _ => Err(all),
+    }
+}
+
+/// Per-core `appliance: core C frames N ...` summary lines, summed.
+fn frames_received(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("appliance: core "))
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "frames", n, ..] => n.parse::<u64>().ok(),
+            _ => None,
+        })
+        .sum()
+}
+
+#[test]
+fn prometheus_scrapes_the_exact_frame_count_while_traffic_is_injected() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = flowmon_with_mgmt("qemu", dir.path());
+    let pcap = dir.path().join("t.pcap");
+    let cfg = GenConfig {
+        flows: 40,
+        concurrent: 8,
+        seed: 1111,
+        ..GenConfig::default()
+    };
+    let packets = gen::generate_files(&cfg, &pcap)
+        .expect("generate a capture")
+        .packets;
+
+    let fwd = free_port();
+    let mut vm = boot(
+        Config::kernel(&elf)
+            .with_cores(2)
+            .with_nic(NicModel::Igb)
+            .with_args(qemu::user_nic_args(fwd, 9100))
+            .with_timeout(timeout_for(Firmware::Direct) * 3),
+    );
+    let mline = vm.expect_line("the management port", |l| {
+        l.starts_with("appliance: management port ")
+    });
+    assert!(
+        mline.contains("virtio-net mac 52:54:00:fe:00:01 link up ipv4 10.0.2.15/24 http port 9100"),
+        "{mline}"
+    );
+    vm.expect_line("core 0 running the plane", |l| {
+        l == "appliance: no free core: core 0 runs the management plane between its batches"
+    });
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+
+    // Before traffic: the page, keep-alive on one connection, 404, several clients at once.
+    let mut a = connect(fwd);
+    let r = get(&mut a, "/metrics");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    let page = String::from_utf8(r.body).expect("a text page");
+    assert_eq!(sample(&page, "ferrule_frames_total"), Some(0), "{page}");
+    assert_eq!(sample(&page, "ferrule_cores"), Some(2));
+    assert!(page.contains("ferrule_build_info{app=\"flowmon\",version=\"0.1.0\"} 1\n"));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (installed by `cargo ferrule test`)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = get(&mut a, "/nope");
+    assert_eq!((r.status, r.body.as_slice()), (404, &b"not found\n"[..]));
+    let mut b = connect(fwd);
+    let mut c = connect(fwd);
+    write!(b, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(c, "HEAD /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let rb = get(&mut a, "/metrics");
+    assert_eq!(rb.status, 200);
+    assert_eq!(read_response(&mut b).status, 200);
+    let mut head = String::new();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.read_to_string(&mut head)
+        .expect("HEAD answer, then close");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("Connection: close\r\n\r\n"), "{head}");
+
+    // A malformed request: 400, the connection is closed, monitoring goes on.
+    let mut m = connect(fwd);
+    m.write_all(b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n")
+        .unwrap();
+    let mut bad = String::new();
+    m.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    m.read_to_string(&mut bad).expect("400, then close");
+    assert!(bad.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{bad}");
+    assert!(bad.ends_with("\r\n\r\nmalformed header"), "{bad}");
+
+    drop((a, b));
+
+    // Prometheus scrapes every second while the capture goes in.
+    let prom_port = free_port();
+    let yml = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: ferrule\n    static_configs:\n      - targets: ['127.0.0.1:{fwd}']\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Kill(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", yml.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run prometheus (installed by `cargo ferrule test`)"),
+    );
+    let sent = vm.nic(0).send_pcap(&pcap).expect("inject the capture");
+    assert_eq!(sent as u64, packets);
+    // The last scrape catches up within seconds; the appliance waits 15 s after the traffic.
+    let deadline = Instant::now() + Duration::from_secs(14);
+    let mut seen = Err(String::new());
+    while Instant::now() < deadline {
+        seen = promql(prom_port, "ferrule_frames_total{job=\"ferrule\"}");
+        if seen == Ok(packets) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(seen, Ok(packets), "{}", vm.report());
+    assert_eq!(
+        promql(prom_port, "sum(ferrule_core_frames_total)"),
+        Ok(packets)
+    );
+    assert_eq!(promql(prom_port, "ferrule_flows_created_total"), Ok(40));
+    // The page counted the answers so far: 3 pages and a HEAD, one 404, one 400, and
+    // Prometheus' scrapes (at least the one that saw the final count) on top.
+    assert_eq!(
+        promql(prom_port, "ferrule_mgmt_http_responses_total{code=\"404\"}"),
+        Ok(1)
+    );
+    assert_eq!(
+        promql(prom_port, "ferrule_mgmt_http_responses_total{code=\"400\"}"),
+        Ok(1)
+    );
+    vm.expect_exit(ExitStatus::Success);
+    let lines = vm.lines();
+    assert_eq!(frames_received(&lines), packets, "{}", vm.report());
+    assert!(
+        lines.iter().any(|l| l.starts_with("appliance: mgmt http ")
+            && l.contains(" 400=1 404=1 405=0 500=0 denied_frames 0")),
+        "{}",
+        vm.report()
+    );
+}
+
+#[test]
+fn a_source_outside_the_allowlist_gets_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = flowmon_with_mgmt("qemu-allow-none", dir.path());
+    let pcap = dir.path().join("t.pcap");
+    let cfg = GenConfig {
+        flows: 4,
+        concurrent: 2,
+        seed: 7,
+        ..GenConfig::default()
+    };
+    let packets = gen::generate_files(&cfg, &pcap).unwrap().packets;
+    let fwd = free_port();
+    // A virtio-net monitored port (one queue, core 0) and the management NIC, the last
+    // virtio-net function: core 1 serves no queue and runs the plane.
+    let mut vm = boot(
+        Config::kernel(&elf)
+            .with_cores(2)
+            .with_nic(NicModel::VirtioNet)
+            .with_args(qemu::user_nic_args(fwd, 9100))
+            .with_timeout(timeout_for(Firmware::Direct) * 3),
+    );
+    vm.expect_line("the monitored virtio-net port", |l| {
+        l.starts_with("appliance: port 0 ") && l.contains(" virtio-net ")
+    });
+    vm.expect_line("the management port", |l| {
+        l.starts_with("appliance: management port ") && l.contains("mac 52:54:00:fe:00:01")
+    });
+    vm.expect_line("core 1 running the plane", |l| {
+        l == "appliance: core 1 runs the management plane"
+    });
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+
+    // slirp accepts the host's connection itself, then never gets the guest's SYN-ACK: the
+    // request gets no byte back (slirp ends the connection or the read times out).
+    let mut s = connect(fwd);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "answered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    if let Err(e) = r {
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        );
+    }
+
+    // The monitored port works as ever.
+    let sent = vm.nic(0).send_pcap(&pcap).expect("inject the capture");
+    assert_eq!(sent as u64, packets);
+    vm.expect_exit(ExitStatus::Success);
+    let lines = vm.lines();
+    assert_eq!(frames_received(&lines), packets, "{}", vm.report());
+    let summary = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("appliance: mgmt http "))
+        .unwrap_or_else(|| panic!("no mgmt summary: {}", vm.report()));
+    let (answers, denied) = summary
+        .split_once(" denied_frames ")
+        .expect("denied_frames in the summary");
+    assert_eq!(answers, "200=0 400=0 404=0 405=0 500=0");
+    // slirp's SYN and its retransmissions, however many the timing allowed: none answered.
+    let denied: u64 = denied.parse().expect("a count");
+    assert_ne!(denied, 0, "the SYN never reached the filter: {summary}");
+}
