@@ -192,6 +192,37 @@ pub fn parse(buf: &[u8]) -> Result<Parsed<'_>, HttpError> {
     }))
 }
 
+/// What the fuzz target (`appliance/fuzz`, `http_request`) and the corpus replay check for
+/// any input, fed as a connection would (request after request): no panic; a complete
+/// request takes at least one byte and no more than the input and [`MAX_HEAD`] + 2; its path
+/// starts with `/` and holds no query; `Partial` only below [`MAX_HEAD`] bytes.
+pub fn check_invariants(data: &[u8]) {
+    let mut rest = data;
+    // Bounded: every round consumes at least one byte.
+    for _ in 0..=data.len() {
+        match parse(rest) {
+            Ok(Parsed::Partial) => {
+                assert!(rest.len() < MAX_HEAD, "partial at {} bytes", rest.len());
+                return;
+            }
+            Ok(Parsed::Complete(r)) => {
+                assert!(
+                    r.len > 0 && r.len <= rest.len(),
+                    "len {} of {}",
+                    r.len,
+                    rest.len()
+                );
+                assert!(r.len <= MAX_HEAD + 2, "head of {} bytes accepted", r.len);
+                assert!(r.path.starts_with('/'), "path {:?}", r.path);
+                assert!(!r.path.contains('?'), "query left in {:?}", r.path);
+                rest = &rest[r.len..];
+            }
+            Err(_) => return,
+        }
+    }
+    panic!("parse consumed nothing");
+}
+
 /// Where the head ends in `buf` (the index of its blank line's terminator), if it does.
 fn head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
@@ -323,6 +354,14 @@ mod tests {
         long_head.extend_from_slice(&[b'a'; MAX_HEAD]);
         long_head.extend_from_slice(b"\r\n\r\n");
         assert_eq!(e(&long_head), HttpError::TooLong);
+    }
+
+    #[test]
+    fn invariants_hold_for_the_examples() {
+        check_invariants(b"GET /a HTTP/1.1\r\n\r\nGET /b?c HTTP/1.1\r\n\r\nGET /c");
+        check_invariants(b"\r\n\r\n\r\n");
+        check_invariants(b"");
+        check_invariants(&[b'\n'; MAX_HEAD + 10]);
     }
 
     #[test]
