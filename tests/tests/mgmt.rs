@@ -412,3 +412,206 @@ fn a_source_outside_the_allowlist_gets_no_answer() {
     let denied: u64 = denied.parse().expect("a count");
     assert_ne!(denied, 0, "the SYN never reached the filter: {summary}");
 }
+
+/// Records with distinct values in every field: one IPv4, one IPv6 connection.
+fn ipfix_records() -> Vec<appliance::mgmt::ipfix::FlowRecord> {
+    use appliance::mgmt::ipfix::{end_reason, Addrs, FlowRecord};
+    let v4 = FlowRecord {
+        addrs: Addrs::V4([10, 0, 0, 1], [192, 168, 1, 2]),
+        client_port: 40000,
+        server_port: 80,
+        start_ms: 1_700_000_000_123,
+        end_ms: 1_700_000_001_456,
+        packets: [7, 5],
+        bytes: [600, 4000],
+        tcp_flags: 0x1b,
+        end_reason: end_reason::END_OF_FLOW,
+        holes: [1, 0],
+    };
+    let mut a = [0u8; 16];
+    a[..2].copy_from_slice(&[0x20, 0x01]);
+    a[15] = 1;
+    let mut b = a;
+    b[15] = 2;
+    let v6 = FlowRecord {
+        addrs: Addrs::V6(a, b),
+        client_port: 50000,
+        server_port: 443,
+        packets: [11, 13],
+        bytes: [1100, 13000],
+        end_reason: end_reason::IDLE_TIMEOUT,
+        ..v4
+    };
+    vec![v4, v6]
+}
+
+/// An Ethernet/IPv4/UDP frame from 127.0.0.1:4739 to 127.0.0.1:4739 carrying `payload`.
+fn udp_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = 20 + 8 + payload.len();
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+        127,
+        0,
+        0,
+        1,
+        127,
+        0,
+        0,
+        1,
+    ];
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let ulen = (8 + payload.len()) as u16;
+    f.extend_from_slice(&[0x12, 0x83, 0x12, 0x83]);
+    f.extend_from_slice(&ulen.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn nfdump_and_tshark_read_the_ipfix_encoders_records() {
+    use appliance::mgmt::ipfix::Exporter;
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Exporter::new(1);
+    let mut msg = [0u8; 1500];
+    let recs = ipfix_records();
+    let (len, taken) = e.encode(&mut msg, 1_700_000_002, true, &recs);
+    assert_eq!(taken, 2);
+    let msg = &msg[..len];
+
+    // tshark's IPFIX dissector: every field named, nothing malformed.
+    let pcap = dir.path().join("ipfix.pcap");
+    let frame = udp_frame(msg);
+    let mut p = Vec::new();
+    for v in [0xa1b2c3d4u32, 0x0002_0004, 0, 0, 65535, 1] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1_700_000_002u32, 0, frame.len() as u32, frame.len() as u32] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    p.extend_from_slice(&frame);
+    std::fs::write(&pcap, p).unwrap();
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-d", "udp.port==4739,cflow", "-V"])
+        .output()
+        .expect("run tshark (installed by `cargo ferrule test`)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("Malformed") && !text.contains("Expert Info"),
+        "{text}"
+    );
+    for want in [
+        "Version: 10",
+        "Observation Domain Id: 1",
+        "SrcAddr: 10.0.0.1",
+        "DstAddr: 192.168.1.2",
+        "SrcPort: 40000",
+        "DstPort: 80",
+        "Packets: 7",
+        "Octets: 600",
+        "Post Packets: 5",
+        "Post Octets: 4000",
+        "SrcAddr: 2001::1",
+        "DstAddr: 2001::2",
+        "Flow End Reason: End of Flow detected (3)",
+        "Flow End Reason: Idle timeout (1)",
+    ] {
+        assert!(text.contains(want), "no {want:?} in\n{text}");
+    }
+
+    // nfdump's collector: one record per connection, both directions' counts.
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let mut nfcapd = Kill(
+        Command::new("nfcapd")
+            .args([
+                "-b",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "3600",
+                "-w",
+            ])
+            .arg(&flows)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nfcapd (installed by `cargo ferrule test`)"),
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // nfcapd binds shortly after start: once it has, the port cannot be bound here.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "nfcapd never bound its port");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sock.send_to(msg, ("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM: nfcapd writes its current file and exits.
+    let _ = Command::new("kill")
+        .args(["-TERM", &nfcapd.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && nfcapd.0.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(&flows)
+        .args([
+            "-q",
+            "-N",
+            "-o",
+            "fmt:%sa %sp %da %dp %pr %ipkt %ibyt %opkt %obyt %flg",
+        ])
+        .output()
+        .expect("run nfdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "10.0.0.1 40000 192.168.1.2 80 6 7 600 5 4000 ...AP.SF",
+            "2001::1 50000 2001::2 443 6 11 1100 13 13000 ...AP.SF",
+        ],
+        "nfdump: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(nfcapd);
+}

@@ -13,6 +13,7 @@
 
 pub mod filter;
 pub mod http;
+pub mod ipfix;
 pub mod metrics;
 #[cfg(target_os = "none")]
 pub mod net;
