@@ -30,6 +30,7 @@ use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storag
 
 use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::log::ring;
+use crate::mgmt::flows::{empty_slot, Accounted, FlowAcct, RecordQueue};
 use crate::mgmt::metrics::{sample, CoreMetrics, PathCounts};
 use crate::mgmt::net::{PageInfo, Plane};
 use crate::mgmt::MgmtPort;
@@ -51,6 +52,10 @@ const PUBLISH_NS: u64 = 100_000_000;
 /// Core 0, when it also runs the management plane, gives it one bounded pass whenever a poll
 /// found no frame and at least this often under load.
 const MGMT_PASS_NS: u64 = 1_000_000;
+/// How long the plane goes on at the end of a run to send the last records.
+const FINAL_EXPORT_NS: u64 = 5_000_000_000;
+/// IPFIX records each core can have waiting for the management core.
+const RECORDS_PER_CORE: usize = 4096;
 
 /// Descriptors per virtio-net queue, whatever `Settings::ring` says: QEMU's virtio-net
 /// offers 256 unless told otherwise (and virtio-net exists only in virtual machines).
@@ -200,6 +205,8 @@ pub struct Runtime<P: Program, const N: usize> {
     metrics: &'static [CoreMetrics],
     /// The management plane, taken once by the core that runs it.
     plane: spin::Mutex<Option<Plane<N>>>,
+    /// Each serving core's IPFIX records on their way to the plane (empty: no export).
+    records: &'static [RecordQueue],
     _p: core::marker::PhantomData<fn() -> P>,
 }
 
@@ -241,6 +248,7 @@ impl<P: Program, const N: usize> Runtime<P, N> {
             drainer: None,
             metrics: &[],
             plane: spin::Mutex::new(None),
+            records: &[],
             _p: core::marker::PhantomData,
         }
     }
@@ -477,6 +485,24 @@ where
             }
         }
         let metrics: &'static [CoreMetrics] = kernel::mem::alloc_slice(serving, CoreMetrics::new);
+        let mut plane = plane;
+        let mut records: &'static [RecordQueue] = &[];
+        if let (Some(p), Some(c)) = (plane.as_mut(), s.mgmt.and_then(|m| m.ipfix)) {
+            records = kernel::mem::alloc_slice(serving, || {
+                RecordQueue::new(kernel::mem::alloc_slice(RECORDS_PER_CORE, empty_slot))
+            });
+            p.set_export(c, records);
+            println!(
+                "appliance: IPFIX to {}.{}.{}.{}:{} (templates every {} s, active timeout {} s)",
+                c.addr[0],
+                c.addr[1],
+                c.addr[2],
+                c.addr[3],
+                c.port,
+                c.template_period_s,
+                c.active_timeout_s
+            );
+        }
         RUNNING.store(serving, Ordering::Release);
         Runtime {
             machine: m,
@@ -488,6 +514,7 @@ where
             drainer,
             metrics,
             plane: spin::Mutex::new(plane),
+            records,
             _p: core::marker::PhantomData,
         }
     }
@@ -678,7 +705,15 @@ where
             cores: self.serving,
             log,
         };
-        let mb = P::App::new(&info);
+        let queue = self.records.get(id);
+        let acct = kernel::mem::alloc_slice(if queue.is_some() { s.flows } else { 0 }, || {
+            FlowAcct::default()
+        });
+        let active_s = s
+            .mgmt
+            .and_then(|m| m.ipfix)
+            .map_or(0, |c| c.active_timeout_s);
+        let mb = Accounted::new(P::App::new(&info), acct, queue, active_s);
         let mut mon = Monitor::new(mb, s.monitor_config(id), storage)
             .map_err(|_| AppError("the monitor refused its storage"))?;
         READY.fetch_add(1, Ordering::AcqRel);
@@ -893,11 +928,8 @@ where
                 }
             }) as u64;
         }
-        mon.middlebox_mut().finish(&mut log);
+        mon.middlebox_mut().inner.finish(&mut log);
         self.publish(id, &mon, &st);
-        if let Some(p) = &plane {
-            log.line(format_args!("{}", MgmtSummary(p)));
-        }
         let c = mon.counters().clone();
         let per = |cycles: u64, n: u64| cycles.checked_div(n).unwrap_or(0);
         log.line(format_args!(
@@ -964,7 +996,25 @@ where
             }
         }
         RUNNING.fetch_sub(1, Ordering::AcqRel);
+        if let Some(p) = plane.as_mut() {
+            self.final_export(p);
+            println!("{}", MgmtSummary(p));
+        }
         Ok(())
+    }
+
+    /// At the end of a run: keeps the plane going until every serving core has finished and
+    /// the records of the connections they ended (`close_all`) are sent, at most 5 s.
+    fn final_export(&self, p: &mut Plane<N>) {
+        let deadline = time::now_ns().saturating_add(FINAL_EXPORT_NS);
+        loop {
+            let done = RUNNING.load(Ordering::Acquire) == 0;
+            self.mgmt_pass(p);
+            if (done && !p.export_pending()) || time::now_ns() > deadline {
+                return;
+            }
+            core::hint::spin_loop();
+        }
     }
 
     /// Publishes core `id`'s counters for the management plane (relaxed atomic stores).
@@ -1018,7 +1068,8 @@ where
                 }
             }
             if done && any == 0 {
-                if let Some(p) = &plane {
+                if let Some(p) = plane.as_mut() {
+                    self.final_export(p);
                     println!("{}", MgmtSummary(p));
                 }
                 return;
@@ -1038,13 +1089,15 @@ impl<const N: usize> core::fmt::Display for MgmtSummary<'_, N> {
         let h = self.0.http_counts();
         write!(
             f,
-            "appliance: mgmt http 200={} 400={} 404={} 405={} 500={} denied_frames {}",
+            "appliance: mgmt http 200={} 400={} 404={} 405={} 500={} denied_frames {} ipfix_datagrams {} ipfix_records_dropped {}",
             h[0],
             h[1],
             h[2],
             h[3],
             h[4],
-            self.0.denied()
+            self.0.denied(),
+            self.0.ipfix_datagrams(),
+            self.0.records_dropped()
         )
     }
 }

@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// with FERRULE_MGMT=qemu (flowmon then serves `GET /metrics` there).
     #[arg(long, value_name = "HOSTPORT")]
     pub mgmt_forward: Option<u16>,
+    /// With --mgmt-forward: the appliance exports IPFIX records (one per connection) to the
+    /// host's 127.0.0.1:HOSTPORT (the guest sends to 10.0.2.2:HOSTPORT through QEMU user
+    /// networking). The app is built with FERRULE_IPFIX_PORT=HOSTPORT.
+    #[arg(long, value_name = "HOSTPORT", requires = "mgmt_forward")]
+    pub ipfix_to: Option<u16>,
 }
 
 impl RunArgs {
@@ -349,10 +354,14 @@ pub fn run_run(a: &RunArgs) -> i32 {
         None if pcaps.is_empty() => String::new(),
         None => ready_line(&app).to_string(),
     };
-    let env: &[(&str, &str)] = match a.mgmt_forward {
-        Some(_) => &[("FERRULE_MGMT", "qemu")],
-        None => &[("FERRULE_MGMT", "")],
-    };
+    let ipfix_port = a.ipfix_to.map(|p| p.to_string()).unwrap_or_default();
+    let env: &[(&str, &str)] = &[
+        (
+            "FERRULE_MGMT",
+            if a.mgmt_forward.is_some() { "qemu" } else { "" },
+        ),
+        ("FERRULE_IPFIX_PORT", &ipfix_port),
+    ];
     let config = match a.firmware {
         Firmware::Direct => match build::build_app_with_env(&app, Verbosity::Show, env) {
             Ok(elf) => Config::kernel(elf),
@@ -378,6 +387,9 @@ pub fn run_run(a: &RunArgs) -> i32 {
     let config = match a.mgmt_forward {
         Some(port) => {
             eprintln!("ferrule: management NIC: http://127.0.0.1:{port}/metrics");
+            if let Some(p) = a.ipfix_to {
+                eprintln!("ferrule: IPFIX records go to 127.0.0.1:{p} (UDP)");
+            }
             config.with_args(qemu::user_nic_args(port, 9100))
         }
         None => config,
@@ -736,6 +748,14 @@ mod tests {
         Wrap::try_parse_from(std::iter::once("ferrule").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
             .c
+    }
+
+    #[test]
+    fn ipfix_to_needs_the_management_nic() {
+        assert!(RunArgs::from_args(["--ipfix-to", "4739"]).is_err());
+        let r = RunArgs::from_args(["--mgmt-forward", "9100", "--ipfix-to", "4739"]).unwrap();
+        assert_eq!((r.mgmt_forward, r.ipfix_to), (Some(9100), Some(4739)));
+        assert!(RunArgs::from_args(["--mgmt-forward", "70000"]).is_err());
     }
 
     #[test]

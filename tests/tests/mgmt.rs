@@ -615,3 +615,237 @@ fn nfdump_and_tshark_read_the_ipfix_encoders_records() {
     );
     drop(nfcapd);
 }
+
+/// Per connection of a capture, as nfdump prints it with
+/// `%sa %sp %da %dp %ipkt %ibyt %opkt %obyt` (client first; IP bytes), counted from the frames.
+fn connections_of(pcap: &Path) -> Vec<String> {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    type End = (IpAddr, u16);
+    // Key: the two endpoints, ordered; value: client, [packets, bytes] per direction.
+    let mut conns: HashMap<(End, End), (End, [u64; 4])> = HashMap::new();
+    for f in qemu::read_frames(pcap).expect("read the capture") {
+        let d = &f.data;
+        let mut off = 12;
+        let mut ty = u16::from_be_bytes([d[off], d[off + 1]]);
+        while ty == 0x8100 || ty == 0x88a8 {
+            off += 4;
+            ty = u16::from_be_bytes([d[off], d[off + 1]]);
+        }
+        let ip = &d[off + 2..];
+        let (src, dst, len, l4): (IpAddr, IpAddr, u64, &[u8]) = match ty {
+            0x0800 if ip[9] == 6 => {
+                let ihl = (ip[0] as usize & 15) * 4;
+                let a: [u8; 4] = ip[12..16].try_into().unwrap();
+                let b: [u8; 4] = ip[16..20].try_into().unwrap();
+                let len = u16::from_be_bytes([ip[2], ip[3]]) as u64;
+                (a.into(), b.into(), len, &ip[ihl..])
+            }
+            0x86dd if ip[6] == 6 => {
+                let a: [u8; 16] = ip[8..24].try_into().unwrap();
+                let b: [u8; 16] = ip[24..40].try_into().unwrap();
+                let len = u16::from_be_bytes([ip[4], ip[5]]) as u64 + 40;
+                (a.into(), b.into(), len, &ip[40..])
+            }
+            _ => continue,
+        };
+        let s = (src, u16::from_be_bytes([l4[0], l4[1]]));
+        let t = (dst, u16::from_be_bytes([l4[2], l4[3]]));
+        let key = if s < t { (s, t) } else { (t, s) };
+        let e = conns.entry(key).or_insert((s, [0; 4]));
+        let dir = if e.0 == s { 0 } else { 2 };
+        e.1[dir] += 1;
+        e.1[dir + 1] += len;
+    }
+    let mut v: Vec<String> = conns
+        .into_iter()
+        .map(|((a, b), (client, c))| {
+            let server = if client == a { b } else { a };
+            format!(
+                "{} {} {} {} {} {} {} {}",
+                client.0, client.1, server.0, server.1, c[0], c[1], c[2], c[3]
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn nfcapd_receives_one_record_per_connection_from_the_appliance() {
+    use image::host::capture::Capture;
+    use image::host::flows::{flow_lines_of, DEFAULT_MAX_FLOWS};
+    let dir = tempfile::tempdir().unwrap();
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let elf = {
+        static BUILD: Mutex<()> = Mutex::new(());
+        let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+        let port = collector.to_string();
+        let elf = image::build_app_with_env(
+            &App::Package("flowmon".into()),
+            Verbosity::Quiet,
+            &[("FERRULE_MGMT", "qemu"), ("FERRULE_IPFIX_PORT", &port)],
+        )
+        .expect("build flowmon with IPFIX");
+        let out = dir.path().join("flowmon-ipfix");
+        std::fs::copy(&elf, &out).unwrap();
+        out
+    };
+    let pcap = dir.path().join("t.pcap");
+    let cfg = GenConfig {
+        flows: 30,
+        concurrent: 6,
+        ipv6_pct: 30.0,
+        vlan_pct: 10.0,
+        rst_pct: 10.0,
+        seed: 2024,
+        ..GenConfig::default()
+    };
+    gen::generate_files(&cfg, &pcap).expect("generate a capture");
+    let want = connections_of(&pcap);
+    assert_eq!(want.len(), 30);
+    // The same connections as `cargo ferrule flows` names.
+    let (lines, _) = flow_lines_of(&Capture::load(&pcap).unwrap(), DEFAULT_MAX_FLOWS).unwrap();
+    let mut flows_ends: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let strip = |s: &str| {
+                s.replace(['[', ']'], "")
+                    .rsplit_once(':')
+                    .map(|(a, p)| format!("{a} {p}"))
+                    .unwrap()
+            };
+            format!(
+                "{} {}",
+                strip(v["client"].as_str().unwrap()),
+                strip(v["server"].as_str().unwrap())
+            )
+        })
+        .collect();
+    flows_ends.sort();
+    let mut want_ends: Vec<String> = want
+        .iter()
+        .map(|l| l.split(' ').take(4).collect::<Vec<_>>().join(" "))
+        .collect();
+    want_ends.sort();
+    assert_eq!(flows_ends, want_ends);
+
+    let flowdir = dir.path().join("flows");
+    std::fs::create_dir(&flowdir).unwrap();
+    let nfcapd = Kill(
+        Command::new("nfcapd")
+            .args([
+                "-b",
+                "127.0.0.1",
+                "-p",
+                &collector.to_string(),
+                "-t",
+                "3600",
+                "-w",
+            ])
+            .arg(&flowdir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nfcapd (installed by `cargo ferrule test`)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::UdpSocket::bind(("127.0.0.1", collector)).is_ok() {
+        assert!(Instant::now() < deadline, "nfcapd never bound its port");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dump = dir.path().join("mgmt.pcap");
+    let mut args = qemu::user_nic_args(free_port(), 9100);
+    args.push("-object".into());
+    args.push(format!("filter-dump,id=dump,netdev=mgmt,file={}", dump.display()).into());
+    let mut vm = boot(
+        Config::kernel(&elf)
+            .with_cores(2)
+            .with_nic(NicModel::Igb)
+            .with_args(args)
+            .with_timeout(timeout_for(Firmware::Direct) * 3),
+    );
+    vm.expect_line("the exporter", |l| {
+        l == format!(
+            "appliance: IPFIX to 10.0.2.2:{collector} (templates every 10 s, active timeout 60 s)"
+        )
+    });
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+    vm.nic(0).send_pcap(&pcap).expect("inject the capture");
+    vm.expect_exit(ExitStatus::Success);
+    let summary = vm
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("appliance: mgmt http "))
+        .unwrap_or_else(|| panic!("no mgmt summary: {}", vm.report()));
+    assert!(summary.ends_with(" ipfix_records_dropped 0"), "{summary}");
+    // SIGTERM: nfcapd writes its file and exits.
+    let _ = Command::new("kill")
+        .args(["-TERM", &nfcapd.0.id().to_string()])
+        .status();
+    let mut nfcapd = nfcapd;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && nfcapd.0.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(&flowdir)
+        .args([
+            "-q",
+            "-N",
+            "-o",
+            "fmt:%sa %sp %da %dp %ipkt %ibyt %opkt %obyt",
+        ])
+        .output()
+        .expect("run nfdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut got: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "nfdump: {text}\n{}", vm.report());
+
+    // tshark decodes every datagram the appliance sent on its management NIC.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&dump)
+        .args([
+            "-d",
+            &format!("udp.port=={collector},cflow"),
+            "-Y",
+            "cflow",
+            "-V",
+        ])
+        .output()
+        .expect("run tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("Malformed") && !text.contains("Expert Info"),
+        "{text}"
+    );
+    let datagrams = summary
+        .split(" ipfix_datagrams ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("ipfix_datagrams in the summary");
+    assert_eq!(
+        text.matches("\nCisco NetFlow/IPFIX\n").count(),
+        datagrams,
+        "{text}"
+    );
+    assert_eq!(text.matches("Flow End Reason:").count(), 30, "{text}");
+}

@@ -12,6 +12,7 @@
 //! parser ([`http`]), the source allowlist ([`filter`]) and the metrics page ([`metrics`]).
 
 pub mod filter;
+pub mod flows;
 pub mod http;
 pub mod ipfix;
 pub mod metrics;
@@ -64,6 +65,22 @@ pub struct Mgmt {
     pub allow: &'static [Prefix],
     /// TCP port of the metrics endpoint.
     pub http_port: u16,
+    /// Where IPFIX records go, if anywhere.
+    pub ipfix: Option<Collector>,
+}
+
+/// An IPFIX collector (over UDP, IPv4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Collector {
+    /// Its address.
+    pub addr: [u8; 4],
+    /// Its UDP port (4739 is IPFIX's).
+    pub port: u16,
+    /// A connection longer than this gets a record every this many seconds (0 = only at
+    /// its end).
+    pub active_timeout_s: u64,
+    /// Templates are sent in the first message and then at least this often.
+    pub template_period_s: u64,
 }
 
 impl Mgmt {
@@ -80,12 +97,35 @@ impl Mgmt {
         ipv6: None,
         allow: &[Prefix::V4([10, 0, 2, 0], 24)],
         http_port: METRICS_PORT,
+        ipfix: None,
     };
 }
 
 /// The build-time variable [`Mgmt::from_build_env`] reads (set by `cargo ferrule run
 /// --mgmt-forward` for the image it builds).
 pub const BUILD_ENV: &str = "FERRULE_MGMT";
+/// The build-time variable with the host's IPFIX collector port (`--ipfix-to`).
+pub const BUILD_ENV_IPFIX: &str = "FERRULE_IPFIX_PORT";
+
+const fn parse_port(s: &str) -> u16 {
+    let b = s.as_bytes();
+    assert!(
+        !b.is_empty() && b.len() <= 5,
+        "FERRULE_IPFIX_PORT must be 1..=65535"
+    );
+    let mut v: u32 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(
+            b[i].is_ascii_digit(),
+            "FERRULE_IPFIX_PORT must be 1..=65535"
+        );
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    assert!(v >= 1 && v <= 65535, "FERRULE_IPFIX_PORT must be 1..=65535");
+    v as u16
+}
 
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -103,21 +143,34 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 impl Mgmt {
-    /// The plane an app gets from `option_env!("FERRULE_MGMT")` at build time: unset or
-    /// empty, none; `qemu`, [`Mgmt::QEMU_USER`]; `qemu-allow-none`, the same with an empty
-    /// allowlist (every source is refused: what the access test checks). Anything else is a
-    /// build error.
-    pub const fn from_build_env(v: Option<&str>) -> Option<Mgmt> {
-        match v {
-            None => None,
-            Some(s) if s.is_empty() => None,
-            Some(s) if str_eq(s, "qemu") => Some(Mgmt::QEMU_USER),
-            Some(s) if str_eq(s, "qemu-allow-none") => Some(Mgmt {
+    /// The plane an app gets from `option_env!("FERRULE_MGMT")` and
+    /// `option_env!("FERRULE_IPFIX_PORT")` at build time: `FERRULE_MGMT` unset or empty, none;
+    /// `qemu`, [`Mgmt::QEMU_USER`]; `qemu-allow-none`, the same with an empty allowlist
+    /// (every source is refused: what the access test checks). A non-empty
+    /// `FERRULE_IPFIX_PORT` P adds IPFIX export to the QEMU host, 10.0.2.2:P (the host's
+    /// 127.0.0.1:P), templates every 10 s, a record every 60 s for long connections.
+    /// Anything else is a build error.
+    pub const fn from_build_env(v: Option<&str>, ipfix_port: Option<&str>) -> Option<Mgmt> {
+        let base = match v {
+            None => return None,
+            Some(s) if s.is_empty() => return None,
+            Some(s) if str_eq(s, "qemu") => Mgmt::QEMU_USER,
+            Some(s) if str_eq(s, "qemu-allow-none") => Mgmt {
                 allow: &[],
                 ..Mgmt::QEMU_USER
-            }),
+            },
             Some(_) => panic!("FERRULE_MGMT must be unset, `qemu` or `qemu-allow-none`"),
-        }
+        };
+        let ipfix = match ipfix_port {
+            Some(p) if !p.is_empty() => Some(Collector {
+                addr: [10, 0, 2, 2],
+                port: parse_port(p),
+                active_timeout_s: 60,
+                template_period_s: 10,
+            }),
+            _ => None,
+        };
+        Some(Mgmt { ipfix, ..base })
     }
 }
 
@@ -157,13 +210,31 @@ mod tests {
 
     #[test]
     fn build_env_values() {
-        assert_eq!(Mgmt::from_build_env(None), None);
-        assert_eq!(Mgmt::from_build_env(Some("")), None);
-        assert_eq!(Mgmt::from_build_env(Some("qemu")), Some(Mgmt::QEMU_USER));
-        let none = Mgmt::from_build_env(Some("qemu-allow-none")).unwrap();
+        assert_eq!(Mgmt::from_build_env(None, Some("4739")), None);
+        assert_eq!(Mgmt::from_build_env(Some(""), None), None);
+        assert_eq!(
+            Mgmt::from_build_env(Some("qemu"), None),
+            Some(Mgmt::QEMU_USER)
+        );
+        assert_eq!(
+            Mgmt::from_build_env(Some("qemu"), Some("")),
+            Some(Mgmt::QEMU_USER)
+        );
+        let none = Mgmt::from_build_env(Some("qemu-allow-none"), None).unwrap();
         assert!(none.allow.is_empty());
         assert_eq!(none.port, MgmtPort::LastVirtio);
-        assert!(std::panic::catch_unwind(|| Mgmt::from_build_env(Some("x"))).is_err());
+        let c = Mgmt::from_build_env(Some("qemu"), Some("65535"))
+            .unwrap()
+            .ipfix
+            .unwrap();
+        assert_eq!((c.addr, c.port), ([10, 0, 2, 2], 65535));
+        assert!(std::panic::catch_unwind(|| Mgmt::from_build_env(Some("x"), None)).is_err());
+        for bad in ["0", "65536", "12a", "123456"] {
+            assert!(
+                std::panic::catch_unwind(|| Mgmt::from_build_env(Some("qemu"), Some(bad))).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -13,14 +13,18 @@ use drivers::nic::AnyCtl;
 use drivers::{BUF_SIZE, RX_BATCH};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address,
+};
 
 use super::filter::{admit, Admit};
+use super::flows::RecordQueue;
 use super::http::{self, Method, Parsed, MAX_HEAD};
+use super::ipfix::{Exporter, FlowRecord, MAX_MESSAGE};
 use super::metrics::{render, CoreMetrics, MgmtCounts, NicSample, Page};
-use super::{link_local_v6, Ipv4Setup, Mgmt};
+use super::{link_local_v6, Collector, Ipv4Setup, Mgmt};
 use crate::guest::{Rx, Tx};
 
 /// Clients served at once (one TCP socket each).
@@ -198,6 +202,23 @@ pub struct PageInfo<'a> {
     pub ctls: Option<&'a mut [AnyCtl]>,
 }
 
+/// Records taken from the cores' queues per pass.
+const EXPORT_BATCH: usize = 32;
+/// UDP source port of IPFIX messages.
+const IPFIX_SRC_PORT: u16 = 4739;
+
+/// The IPFIX exporter's state.
+struct Export {
+    collector: Collector,
+    queues: &'static [RecordQueue],
+    udp: SocketHandle,
+    exporter: Exporter,
+    next_templates_ms: u64,
+    buf: &'static mut [u8],
+    /// Core whose queue is read first next pass (fairness).
+    next_core: usize,
+}
+
 /// The management plane: interface, sockets and connections.
 pub struct Plane<const N: usize> {
     dev: Dev<N>,
@@ -205,6 +226,7 @@ pub struct Plane<const N: usize> {
     sockets: SocketSet<'static>,
     conns: heapless::Vec<Conn, CONNS>,
     dhcp: Option<SocketHandle>,
+    export: Option<Export>,
     mgmt: Mgmt,
     counts: MgmtCounts,
     /// The IPv4 address now in use (for the log).
@@ -259,7 +281,7 @@ impl<const N: usize> Plane<N> {
         {
             let _ = iface.routes_mut().add_default_ipv4_route(v4(gw));
         }
-        let storage = kernel::mem::alloc_slice(CONNS + 1, || SocketStorage::EMPTY);
+        let storage = kernel::mem::alloc_slice(CONNS + 2, || SocketStorage::EMPTY);
         let mut sockets = SocketSet::new(storage);
         let mut conns = heapless::Vec::new();
         for _ in 0..CONNS {
@@ -285,10 +307,111 @@ impl<const N: usize> Plane<N> {
             sockets,
             conns,
             dhcp,
+            export: None,
             mgmt,
             counts: MgmtCounts::default(),
             ipv4,
         }
+    }
+
+    /// Exports the records of `queues` (one per monitoring core) to `collector` over UDP.
+    pub fn set_export(&mut self, collector: Collector, queues: &'static [RecordQueue]) {
+        let meta = kernel::mem::alloc_slice(32, || udp::PacketMetadata::EMPTY);
+        let payload: &'static mut [u8] = kernel::mem::alloc_slice(32 * MAX_MESSAGE, || 0u8);
+        let rx_meta = kernel::mem::alloc_slice(1, || udp::PacketMetadata::EMPTY);
+        let rx_payload: &'static mut [u8] = kernel::mem::alloc_slice(64, || 0u8);
+        let mut sock = udp::Socket::new(
+            udp::PacketBuffer::new(rx_meta, rx_payload),
+            udp::PacketBuffer::new(meta, payload),
+        );
+        let _ = sock.bind(IPFIX_SRC_PORT);
+        let udp = self.sockets.add(sock);
+        self.export = Some(Export {
+            collector,
+            queues,
+            udp,
+            exporter: Exporter::new(0),
+            next_templates_ms: 0,
+            buf: kernel::mem::alloc_slice(MAX_MESSAGE, || 0u8),
+            next_core: 0,
+        });
+    }
+
+    /// Whether IPFIX records wait in a core's queue or in the UDP socket.
+    pub fn export_pending(&self) -> bool {
+        self.export.as_ref().is_some_and(|e| {
+            e.queues.iter().any(RecordQueue::has_records)
+                || self.sockets.get::<udp::Socket>(e.udp).send_queue() > 0
+        })
+    }
+
+    /// IPFIX datagrams sent.
+    pub fn ipfix_datagrams(&self) -> u64 {
+        self.counts.ipfix_datagrams
+    }
+
+    /// Records lost: queues full on the monitoring cores.
+    pub fn records_dropped(&self) -> u64 {
+        self.export
+            .as_ref()
+            .map_or(0, |e| e.queues.iter().map(RecordQueue::dropped).sum())
+    }
+
+    /// Takes up to [`EXPORT_BATCH`] records and sends them (with the templates when due) in as
+    /// few messages as they fit. Returns whether anything was sent.
+    fn export_pass(&mut self) -> bool {
+        let Some(e) = self.export.as_mut() else {
+            return false;
+        };
+        let s = self.sockets.get_mut::<udp::Socket>(e.udp);
+        // Room for a whole batch's messages, else wait (records stay queued).
+        if s.payload_send_capacity().saturating_sub(s.send_queue()) < 4 * MAX_MESSAGE {
+            return false;
+        }
+        let now_ms = kernel::time::now_ns() / 1_000_000;
+        let mut batch: heapless::Vec<FlowRecord, EXPORT_BATCH> = heapless::Vec::new();
+        let n = e.queues.len();
+        for k in 0..n {
+            let q = &e.queues[(e.next_core + k) % n];
+            while !batch.is_full() {
+                match q.pop() {
+                    Some(r) => {
+                        let _ = batch.push(r);
+                    }
+                    None => break,
+                }
+            }
+        }
+        e.next_core = if n == 0 { 0 } else { (e.next_core + 1) % n };
+        let mut templates = now_ms >= e.next_templates_ms;
+        if batch.is_empty() && !templates {
+            return false;
+        }
+        if templates {
+            e.next_templates_ms = now_ms + e.collector.template_period_s.max(1) * 1000;
+        }
+        let to = (IpAddress::Ipv4(v4(e.collector.addr)), e.collector.port);
+        let mut rest = &batch[..];
+        let mut sent = 0;
+        // Bounded: each message takes at least one record or the templates.
+        for _ in 0..=EXPORT_BATCH {
+            if rest.is_empty() && !templates {
+                break;
+            }
+            let (len, taken) = e
+                .exporter
+                .encode(e.buf, (now_ms / 1000) as u32, templates, rest);
+            if len == 0 {
+                break;
+            }
+            if s.send_slice(&e.buf[..len], to).is_ok() {
+                sent += 1;
+            }
+            templates = false;
+            rest = &rest[taken.min(rest.len())..];
+        }
+        self.counts.ipfix_datagrams += sent;
+        sent > 0
     }
 
     /// Frames dropped for their source.
@@ -315,6 +438,7 @@ impl<const N: usize> Plane<N> {
         for i in 0..self.conns.len() {
             busy |= self.serve_conn(i, info);
         }
+        busy |= self.export_pass();
         if busy {
             // Send what the connections queued now rather than on the next pass.
             self.dev.refills = 0;

@@ -19,9 +19,12 @@ use appliance::{Appliance, Config, CoreInfo, Ctx, Event, Exit, Hook, Log, Middle
 use appliance::{Settings, Side};
 use flowlog::{FlowDigest, FlowLog, Sink};
 
-/// Metrics over HTTP when built with FERRULE_MGMT (`cargo ferrule run --mgmt-forward`).
-const MGMT: Option<appliance::mgmt::Mgmt> =
-    appliance::mgmt::Mgmt::from_build_env(option_env!("FERRULE_MGMT"));
+/// Metrics over HTTP when built with FERRULE_MGMT (`cargo ferrule run --mgmt-forward`), and
+/// IPFIX records with FERRULE_IPFIX_PORT (`--ipfix-to`).
+const MGMT: Option<appliance::mgmt::Mgmt> = appliance::mgmt::Mgmt::from_build_env(
+    option_env!("FERRULE_MGMT"),
+    option_env!("FERRULE_IPFIX_PORT"),
+);
 
 /// Tap mode; flows never time out during a run (as on the host), streams up to 4 MiB a side,
 /// 4096-entry rings so bursts wait in the NIC rather than being dropped.
