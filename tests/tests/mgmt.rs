@@ -409,6 +409,8 @@ fn a_source_outside_the_allowlist_gets_no_answer() {
         .expect("denied_frames in the summary");
     assert_eq!(answers, "200=0 400=0 404=0 405=0 500=0");
     // slirp's SYN and its retransmissions, however many the timing allowed: none answered.
+    let (denied, ipfix) = denied.split_once(' ').expect("the IPFIX counts follow");
+    assert_eq!(ipfix, "ipfix_datagrams 0 ipfix_records_dropped 0");
     let denied: u64 = denied.parse().expect("a count");
     assert_ne!(denied, 0, "the SYN never reached the filter: {summary}");
 }
@@ -848,4 +850,92 @@ fn nfcapd_receives_one_record_per_connection_from_the_appliance() {
         "{text}"
     );
     assert_eq!(text.matches("Flow End Reason:").count(), 30, "{text}");
+}
+
+/// Runs nfcapd on a free loopback port until `send(port)` is done; returns nfdump's lines
+/// (`%sa %sp %da %dp %ipkt %ibyt %opkt %obyt`), sorted.
+fn collect_with_nfcapd(dir: &Path, send: impl FnOnce(u16)) -> Vec<String> {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let flowdir = dir.join("nfcapd");
+    std::fs::create_dir_all(&flowdir).unwrap();
+    let mut nfcapd = Kill(
+        Command::new("nfcapd")
+            .args([
+                "-b",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "3600",
+                "-w",
+            ])
+            .arg(&flowdir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nfcapd (installed by `cargo ferrule test`)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "nfcapd never bound its port");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-TERM", &nfcapd.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && nfcapd.0.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(&flowdir)
+        .args([
+            "-q",
+            "-N",
+            "-o",
+            "fmt:%sa %sp %da %dp %ipkt %ibyt %opkt %obyt",
+        ])
+        .output()
+        .expect("run nfdump");
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn flows_ipfix_sends_the_captures_connections_to_nfcapd() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("t.pcap");
+    let cfg = GenConfig {
+        flows: 50,
+        concurrent: 10,
+        ipv6_pct: 30.0,
+        vlan_pct: 10.0,
+        rst_pct: 10.0,
+        seed: 77,
+        ..GenConfig::default()
+    };
+    gen::generate_files(&cfg, &pcap).expect("generate a capture");
+    let want = connections_of(&pcap);
+    assert_eq!(want.len(), 50);
+    let got = collect_with_nfcapd(dir.path(), |port| {
+        let args = image::host::cli::FlowsArgs {
+            capture: pcap.clone(),
+            max_flows: image::host::flows::DEFAULT_MAX_FLOWS,
+            ipfix: Some(format!("127.0.0.1:{port}")),
+        };
+        assert_eq!(image::host::cli::run_flows(&args), 0);
+    });
+    assert_eq!(got, want);
 }
