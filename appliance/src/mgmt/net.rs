@@ -29,8 +29,11 @@ use crate::guest::{Rx, Tx};
 
 /// Clients served at once (one TCP socket each).
 pub const CONNS: usize = 8;
-/// Bytes a response may take (headers and the metrics page).
-pub const RESPONSE_MAX: usize = 128 << 10;
+/// Bytes a response may take (headers and the metrics page: about 2 KiB per core).
+pub const RESPONSE_MAX: usize = 256 << 10;
+/// A connection with nothing to read or send for this long is aborted, so idle clients
+/// cannot hold every socket.
+const IDLE_MS: u64 = 60_000;
 /// Room kept before the body for the status line and headers.
 const HEAD_ROOM: usize = 256;
 /// Per-socket TCP buffers.
@@ -164,6 +167,8 @@ struct Conn {
     out_off: usize,
     out_len: usize,
     close_after: bool,
+    /// When the connection last received or sent (ms since boot).
+    last_ms: u64,
 }
 
 /// Writes into a byte slice; `overflow` once something did not fit.
@@ -298,6 +303,7 @@ impl<const N: usize> Plane<N> {
                 out_off: 0,
                 out_len: 0,
                 close_after: false,
+                last_ms: 0,
             });
         }
         let dhcp = (mgmt.ipv4 == Ipv4Setup::Dhcp).then(|| sockets.add(dhcpv4::Socket::new()));
@@ -489,6 +495,12 @@ impl<const N: usize> Plane<N> {
             // after smoltcp's 10 s TIME-WAIT (an RST to a closed peer is harmless).
             s.abort();
         }
+        let now_ms = kernel::time::now_ns() / 1_000_000;
+        if s.state() == tcp::State::Listen || s.state() == tcp::State::SynReceived {
+            c.last_ms = now_ms;
+        } else if now_ms.saturating_sub(c.last_ms) > IDLE_MS {
+            s.abort();
+        }
         if s.state() == tcp::State::Closed {
             c.req_len = 0;
             c.out_off = 0;
@@ -503,6 +515,9 @@ impl<const N: usize> Plane<N> {
             }
             let n = s.send_slice(&c.out[c.out_off..c.out_len]).unwrap_or(0);
             c.out_off += n;
+            if n > 0 {
+                c.last_ms = now_ms;
+            }
             return n > 0;
         }
         if c.close_after {
@@ -515,6 +530,9 @@ impl<const N: usize> Plane<N> {
             if let Some(room) = c.req.get_mut(c.req_len..) {
                 took = s.recv_slice(room).unwrap_or(0);
                 c.req_len += took;
+                if took > 0 {
+                    c.last_ms = now_ms;
+                }
             }
         }
         if c.req_len == 0 {
