@@ -315,6 +315,11 @@ fn prometheus_scrapes_the_exact_frame_count_while_traffic_is_injected() {
         Ok(packets)
     );
     assert_eq!(promql(prom_port, "ferrule_flows_created_total"), Ok(40));
+    // The igb's own 64-bit counter saw the same frames.
+    assert_eq!(
+        promql(prom_port, "ferrule_nic_rx_packets_total{port=\"0\"}"),
+        Ok(packets)
+    );
     // The page counted the answers so far: 3 pages and a HEAD, one 404, one 400, and
     // Prometheus' scrapes (at least the one that saw the final count) on top.
     assert_eq!(
@@ -334,6 +339,45 @@ fn prometheus_scrapes_the_exact_frame_count_while_traffic_is_injected() {
         "{}",
         vm.report()
     );
+}
+
+#[test]
+fn the_management_address_can_come_from_dhcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = flowmon_with_mgmt("qemu-dhcp", dir.path());
+    let fwd = free_port();
+    let mut vm = boot(
+        Config::kernel(&elf)
+            .with_cores(2)
+            .with_nic(NicModel::Igb)
+            .with_args(qemu::user_nic_args(fwd, 9100))
+            .with_timeout(timeout_for(Firmware::Direct) * 2),
+    );
+    let mline = vm.expect_line("the management port", |l| {
+        l.starts_with("appliance: management port ")
+    });
+    assert!(mline.contains(" ipv4 dhcp http port 9100"), "{mline}");
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+    // slirp's DHCP server leases 10.0.2.15, where the forward goes: the page comes once
+    // the lease is in (a few seconds under TCG).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let mut s = connect(fwd);
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let _ = write!(s, "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        if all.starts_with(b"HTTP/1.1 200 OK\r\n") {
+            break String::from_utf8(all).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no page within 30 s: {}",
+            vm.report()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(page.contains("\nferrule_frames_total 0\n"), "{page}");
 }
 
 #[test]

@@ -146,7 +146,8 @@ impl Mgmt {
     /// The plane an app gets from `option_env!("FERRULE_MGMT")` and
     /// `option_env!("FERRULE_IPFIX_PORT")` at build time: `FERRULE_MGMT` unset or empty, none;
     /// `qemu`, [`Mgmt::QEMU_USER`]; `qemu-allow-none`, the same with an empty allowlist
-    /// (every source is refused: what the access test checks). A non-empty
+    /// (every source is refused: what the access test checks); `qemu-dhcp`, the same with
+    /// the address from QEMU's DHCP server (10.0.2.15). A non-empty
     /// `FERRULE_IPFIX_PORT` P adds IPFIX export to the QEMU host, 10.0.2.2:P (the host's
     /// 127.0.0.1:P), templates every 10 s, a record every 60 s for long connections.
     /// Anything else is a build error.
@@ -159,7 +160,13 @@ impl Mgmt {
                 allow: &[],
                 ..Mgmt::QEMU_USER
             },
-            Some(_) => panic!("FERRULE_MGMT must be unset, `qemu` or `qemu-allow-none`"),
+            Some(s) if str_eq(s, "qemu-dhcp") => Mgmt {
+                ipv4: Ipv4Setup::Dhcp,
+                ..Mgmt::QEMU_USER
+            },
+            Some(_) => {
+                panic!("FERRULE_MGMT must be unset, `qemu`, `qemu-allow-none` or `qemu-dhcp`")
+            }
         };
         let ipfix = match ipfix_port {
             Some(p) if !p.is_empty() => Some(Collector {
@@ -223,6 +230,9 @@ mod tests {
         let none = Mgmt::from_build_env(Some("qemu-allow-none"), None).unwrap();
         assert!(none.allow.is_empty());
         assert_eq!(none.port, MgmtPort::LastVirtio);
+        let dhcp = Mgmt::from_build_env(Some("qemu-dhcp"), None).unwrap();
+        assert_eq!(dhcp.ipv4, Ipv4Setup::Dhcp);
+        assert_eq!(dhcp.allow, Mgmt::QEMU_USER.allow);
         let c = Mgmt::from_build_env(Some("qemu"), Some("65535"))
             .unwrap()
             .ipfix
