@@ -73,7 +73,8 @@ pub struct RunArgs {
     pub skip_setup: bool,
     /// Add a management NIC (virtio-net on QEMU user networking, guest 10.0.2.15) and forward
     /// the host's 127.0.0.1:HOSTPORT to the appliance's metrics port 9100. The app is built
-    /// with FERRULE_MGMT=qemu (flowmon then serves `GET /metrics` there).
+    /// with FERRULE_MGMT=qemu, which flowmon and crates made by `cargo ferrule new` read
+    /// (`appliance::mgmt::Mgmt::from_build_env`); they then serve `GET /metrics` there.
     #[arg(long, value_name = "HOSTPORT")]
     pub mgmt_forward: Option<u16>,
     /// With --mgmt-forward: the appliance exports IPFIX records (one per connection) to the
