@@ -916,6 +916,7 @@ where
             }
         }
 
+        mon.middlebox_mut().shutting_down();
         mon.close_all();
         if inline {
             send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);

@@ -229,6 +229,8 @@ pub struct Accounted<M: Middlebox> {
     app_subs: [u8; 3],
     /// Active timeout in µs (0 = none).
     active_us: u64,
+    /// Set before `Monitor::close_all`: open connections end by force, not by timeout.
+    shutting_down: bool,
 }
 
 impl<M: Middlebox> Accounted<M> {
@@ -246,7 +248,14 @@ impl<M: Middlebox> Accounted<M> {
             queue,
             app_subs: [0; 3],
             active_us: active_timeout_s.saturating_mul(1_000_000),
+            shutting_down: false,
         }
+    }
+
+    /// Call before `Monitor::close_all`: connections still open then get `flowEndReason`
+    /// forced end (4) instead of idle timeout (1).
+    pub fn shutting_down(&mut self) {
+        self.shutting_down = true;
     }
 
     fn app_wants(&self, ev: Event, hook: Hook) -> bool {
@@ -298,8 +307,9 @@ impl<M: Middlebox> Accounted<M> {
     }
 }
 
-/// Why a connection ended, from its endpoints' TCP states at `CONN_END`.
-fn reason_of<F>(cx: &Ctx<'_, '_, F>) -> u8 {
+/// Why a connection ended, from its endpoints' TCP states at `CONN_END`: end of flow when an
+/// endpoint closed, else idle timeout (or forced end at shutdown).
+fn reason_of<F>(cx: &Ctx<'_, '_, F>, shutting_down: bool) -> u8 {
     let Some(flow) = cx.flow() else {
         return end_reason::FORCED_END;
     };
@@ -311,6 +321,8 @@ fn reason_of<F>(cx: &Ctx<'_, '_, F>) -> u8 {
     };
     if closed(Side::Client) || closed(Side::Server) {
         end_reason::END_OF_FLOW
+    } else if shutting_down {
+        end_reason::FORCED_END
     } else {
         end_reason::IDLE_TIMEOUT
     }
@@ -358,7 +370,7 @@ impl<M: Middlebox> Middlebox for Accounted<M> {
             }
             if ev == Event::CONN_END && hook == Hook::Any {
                 if let Some(s) = slot {
-                    let reason = reason_of(cx);
+                    let reason = reason_of(cx, self.shutting_down);
                     self.emit(cx, s, reason);
                     if let Some(a) = self.acct.get_mut(s) {
                         *a = FlowAcct::default();

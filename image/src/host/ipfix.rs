@@ -53,6 +53,7 @@ pub fn records_of(cap: &Capture, max_flows: usize) -> Result<Vec<FlowRecord>, St
         }
     }
     mon.on_batch(batch.drain(..));
+    mon.middlebox_mut().shutting_down();
     mon.close_all();
     out.extend(std::iter::from_fn(|| queue.pop()));
     if queue.dropped() > 0 {
@@ -112,19 +113,29 @@ mod tests {
                 flows: 12,
                 concurrent: 3,
                 ipv6_pct: 50.0,
+                open_pct: 25.0,
                 seed: 5,
                 ..GenConfig::default()
             },
             &pcap,
         )
         .unwrap();
-        let recs = records_of(&Capture::load(&pcap).unwrap(), 64).unwrap();
+        let cap = Capture::load(&pcap).unwrap();
+        let recs = records_of(&cap, 64).unwrap();
         assert_eq!(recs.len(), 12);
         let packets: u64 = recs.iter().map(|r| r.packets[0] + r.packets[1]).sum();
         assert_eq!(packets, stats.packets);
-        assert!(recs
+        assert!(recs.iter().all(|r| r.tcp_flags & 0x12 == 0x12));
+        // Connections left open in the capture end by force at the end of the run.
+        let (lines, _) = crate::host::flows::flow_lines_of(&cap, 64).unwrap();
+        let open = lines
             .iter()
-            .all(|r| r.end_reason == 3 && r.tcp_flags & 0x12 == 0x12));
+            .filter(|l| l.contains("\"client_state\":\"ESTABLISHED\""))
+            .count();
+        assert_ne!(open, 0, "the generator left no connection open");
+        let forced = recs.iter().filter(|r| r.end_reason == 4).count();
+        let closed = recs.iter().filter(|r| r.end_reason == 3).count();
+        assert_eq!((forced, closed), (open, 12 - open));
         assert!(recs
             .iter()
             .all(|r| r.start_ms <= r.end_ms && r.start_ms > 0));
