@@ -355,6 +355,8 @@ pub struct MgmtCounts {
     pub denied: u64,
     /// IPFIX datagrams sent.
     pub ipfix_datagrams: u64,
+    /// IPFIX records lost because a core's queue toward the management core was full.
+    pub ipfix_records_dropped: u64,
 }
 
 /// The HTTP statuses [`MgmtCounts::http`] counts, in order.
@@ -484,6 +486,17 @@ pub fn render(w: &mut impl Write, p: &Page<'_>) -> fmt::Result {
         w,
         "ferrule_ipfix_datagrams_total {}",
         p.mgmt.ipfix_datagrams
+    )?;
+    header(
+        w,
+        "ferrule_ipfix_records_dropped_total",
+        "IPFIX records lost to a full queue between a monitoring core and the management core.",
+        Kind::Counter,
+    )?;
+    writeln!(
+        w,
+        "ferrule_ipfix_records_dropped_total {}",
+        p.mgmt.ipfix_records_dropped
     )
 }
 
@@ -532,6 +545,7 @@ mod tests {
                     http: [7, 1, 2, 0, 0],
                     denied: 3,
                     ipfix_datagrams: 0,
+                    ipfix_records_dropped: 9,
                 },
             },
         )
@@ -595,6 +609,7 @@ mod tests {
             "ferrule_nic_rx_packets_total{port=\"0\"} 15",
             "ferrule_mgmt_http_responses_total{code=\"404\"} 2",
             "ferrule_mgmt_denied_frames_total 3",
+            "ferrule_ipfix_records_dropped_total 9",
         ] {
             assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }

@@ -440,6 +440,7 @@ impl<const N: usize> Plane<N> {
             self.dhcp_event(h);
         }
         self.counts.denied = self.dev.denied;
+        self.counts.ipfix_records_dropped = self.records_dropped();
         let mut busy = changed;
         for i in 0..self.conns.len() {
             busy |= self.serve_conn(i, info);
