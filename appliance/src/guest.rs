@@ -30,6 +30,10 @@ use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storag
 
 use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::log::ring;
+use crate::mgmt::flows::{empty_slot, Accounted, FlowAcct, RecordQueue};
+use crate::mgmt::metrics::{sample, CoreMetrics, PathCounts};
+use crate::mgmt::net::{PageInfo, Plane};
+use crate::mgmt::MgmtPort;
 use crate::{budget, Appliance, CoreInfo, Exit, Log, Mode, Program, Settings};
 
 /// Most NIC ports the runtime drives.
@@ -42,6 +46,16 @@ const LINK_TIMEOUT_NS: u64 = 10_000_000_000;
 const DRAIN_PER_IDLE_POLL: usize = 1;
 /// A free core drains up to this many bytes per ring per pass.
 const DRAIN_PER_PASS: usize = 4096;
+/// A serving core publishes its metrics after every batch that received frames, and at
+/// least this often.
+const PUBLISH_NS: u64 = 100_000_000;
+/// Core 0, when it also runs the management plane, gives it one bounded pass whenever a poll
+/// found no frame and at least this often under load.
+const MGMT_PASS_NS: u64 = 1_000_000;
+/// How long the plane goes on at the end of a run to send the last records.
+const FINAL_EXPORT_NS: u64 = 5_000_000_000;
+/// IPFIX records each core can have waiting for the management core.
+const RECORDS_PER_CORE: usize = 4096;
 
 /// Descriptors per virtio-net queue, whatever `Settings::ring` says: QEMU's virtio-net
 /// offers 256 unless told otherwise (and virtio-net exists only in virtual machines).
@@ -66,7 +80,7 @@ pub enum Tx<const N: usize> {
 
 impl<const N: usize> Rx<N> {
     #[inline]
-    fn rx_batch<F: FnMut(&[u8], drivers::RxMeta)>(&mut self, f: F) -> usize {
+    pub(crate) fn rx_batch<F: FnMut(&[u8], drivers::RxMeta)>(&mut self, f: F) -> usize {
         match self {
             Rx::Intel(q) => q.rx_batch(f),
             Rx::Virtio(q) => q.rx_batch(f),
@@ -76,7 +90,7 @@ impl<const N: usize> Rx<N> {
 
 impl<const N: usize> Tx<N> {
     #[inline]
-    fn tx_batch(&mut self, frames: &[&[u8]]) -> usize {
+    pub(crate) fn tx_batch(&mut self, frames: &[&[u8]]) -> usize {
         match self {
             Tx::Intel(q) => q.tx_batch(frames),
             Tx::Virtio(q) => q.tx_batch(frames),
@@ -188,6 +202,12 @@ pub struct Runtime<P: Program, const N: usize> {
     drainer: Option<usize>,
     /// Each serving core's time of its last received frame, indexed by core id.
     last_rx: &'static [LastRx],
+    /// Each serving core's published counters (written by that core only).
+    metrics: &'static [CoreMetrics],
+    /// The management plane, taken once by the core that runs it.
+    plane: spin::Mutex<Option<Plane<N>>>,
+    /// Each serving core's IPFIX records on their way to the plane (empty: no export).
+    records: &'static [RecordQueue],
     _p: core::marker::PhantomData<fn() -> P>,
 }
 
@@ -224,6 +244,9 @@ impl<P: Program, const N: usize> Runtime<P, N> {
             serving: 0,
             drainer: None,
             last_rx: &[],
+            metrics: &[],
+            plane: spin::Mutex::new(None),
+            records: &[],
             _p: core::marker::PhantomData,
         }
     }
@@ -283,6 +306,22 @@ where
                     f
                 ),
                 None => {}
+            }
+        }
+        // The management port is not monitored.
+        let mut mgmt_fn = None;
+        if let Some(m) = s.mgmt {
+            let idx = match m.port {
+                MgmtPort::FirstVirtio => found.iter().position(|(_, k)| *k == Kind::Virtio),
+                MgmtPort::LastVirtio => found.iter().rposition(|(_, k)| *k == Kind::Virtio),
+                MgmtPort::Index(i) => (i < found.len()).then_some(i),
+            };
+            match idx {
+                Some(i) => mgmt_fn = Some(found.remove(i)),
+                None => println!(
+                    "appliance: management port {:?} not found: metrics are not served",
+                    m.port
+                ),
             }
         }
         if inline && found.len() % 2 == 1 {
@@ -384,6 +423,40 @@ where
         if ports == 0 {
             return Self::refuse(m, "no NIC could be opened");
         }
+        let plane = match (s.mgmt, mgmt_fn) {
+            (Some(mg), Some((f, k))) => match open_port::<N>(&hal, &f, k, 1, 1) {
+                Ok((ctl, mut rxs, mut txs)) => {
+                    let link = ctl.wait_link(&hal, LINK_TIMEOUT_NS).is_ok();
+                    let mac = ctl.mac().0;
+                    match (rxs.pop(), txs.pop()) {
+                        (Some(rx), Some(tx)) => {
+                            let p = Plane::new(mac, rx, tx, mg);
+                            println!(
+                                "appliance: management port {} {} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} link {} ipv4 {} http port {}",
+                                f,
+                                kind_name(k),
+                                mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
+                                if link { "up" } else { "down" },
+                                Ipv4Text(p.ipv4),
+                                mg.http_port
+                            );
+                            Some(p)
+                        }
+                        _ => None,
+                    }
+                }
+                Err(e) => {
+                    println!(
+                        "appliance: management port {} ({}): {}; metrics are not served",
+                        f,
+                        kind_name(k),
+                        e
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
 
         // Budget.
         let serving = slots
@@ -427,6 +500,33 @@ where
                 cores
             );
         }
+        if plane.is_some() {
+            match drainer {
+                Some(d) => println!("appliance: core {} runs the management plane", d),
+                None => println!(
+                    "appliance: no free core: core 0 runs the management plane between its batches"
+                ),
+            }
+        }
+        let metrics: &'static [CoreMetrics] = kernel::mem::alloc_slice(serving, CoreMetrics::new);
+        let mut plane = plane;
+        let mut records: &'static [RecordQueue] = &[];
+        if let (Some(p), Some(c)) = (plane.as_mut(), s.mgmt.and_then(|m| m.ipfix)) {
+            records = kernel::mem::alloc_slice(serving, || {
+                RecordQueue::new(kernel::mem::alloc_slice(RECORDS_PER_CORE, empty_slot))
+            });
+            p.set_export(c, records);
+            println!(
+                "appliance: IPFIX to {}.{}.{}.{}:{} (templates every {} s, active timeout {} s)",
+                c.addr[0],
+                c.addr[1],
+                c.addr[2],
+                c.addr[3],
+                c.port,
+                c.template_period_s,
+                c.active_timeout_s
+            );
+        }
         RUNNING.store(serving, Ordering::Release);
         Runtime {
             machine: m,
@@ -437,6 +537,9 @@ where
             serving,
             drainer,
             last_rx,
+            metrics,
+            plane: spin::Mutex::new(plane),
+            records,
             _p: core::marker::PhantomData,
         }
     }
@@ -628,7 +731,15 @@ where
             cores: self.serving,
             log,
         };
-        let mb = P::App::new(&info);
+        let queue = self.records.get(id);
+        let acct = kernel::mem::alloc_slice(if queue.is_some() { s.flows } else { 0 }, || {
+            FlowAcct::default()
+        });
+        let active_s = s
+            .mgmt
+            .and_then(|m| m.ipfix)
+            .map_or(0, |c| c.active_timeout_s);
+        let mb = Accounted::new(P::App::new(&info), acct, queue, active_s);
         // A per-boot, per-core flow-hash key from the TSC (read twice, around other work).
         let key = [
             kernel::arch::rdtsc() ^ id as u64,
@@ -651,6 +762,14 @@ where
             );
         }
         let own_drain = self.drainer.is_none();
+        // With no free core, core 0 also runs the management plane between its batches.
+        let mut plane = if own_drain && id == 0 {
+            self.plane.try_lock().and_then(|mut g| g.take())
+        } else {
+            None
+        };
+        let mut next_mgmt = 0u64;
+        let mut next_publish = 0u64;
         let hz = self.machine.tsc_hz.max(1);
         let start_ns = time::now_ns();
         let mut st = PathStats::default();
@@ -775,7 +894,18 @@ where
                 }
             }
 
-            // Outside the batch: stats, log, exit.
+            // Outside the batch: metrics, management, stats, log, exit.
+            if got > 0 || now_ns >= next_publish {
+                self.publish(id, &mon, &st);
+                next_publish = now_ns.saturating_add(PUBLISH_NS);
+            }
+            if let Some(p) = plane.as_mut() {
+                if got == 0 || now_ns >= next_mgmt {
+                    self.mgmt_pass(p);
+                    next_mgmt = now_ns.saturating_add(MGMT_PASS_NS);
+                }
+            }
+
             if period_ns > 0 && now_ns >= next_stats {
                 let c = mon.counters();
                 let secs = (s.stats_period_s).max(1);
@@ -822,6 +952,7 @@ where
             }
         }
 
+        mon.middlebox_mut().shutting_down();
         mon.close_all();
         if inline {
             send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);
@@ -834,7 +965,8 @@ where
                 }
             }) as u64;
         }
-        mon.middlebox_mut().finish(&mut log);
+        mon.middlebox_mut().inner.finish(&mut log);
+        self.publish(id, &mon, &st);
         let c = mon.counters().clone();
         let per = |cycles: u64, n: u64| cycles.checked_div(n).unwrap_or(0);
         log.line(format_args!(
@@ -901,23 +1033,120 @@ where
             }
         }
         RUNNING.fetch_sub(1, Ordering::AcqRel);
+        if let Some(p) = plane.as_mut() {
+            self.final_export(p);
+            println!("{}", MgmtSummary(p));
+        }
         Ok(())
     }
 
-    /// The free core's loop: drain every serving core's ring until all have finished.
+    /// At the end of a run: keeps the plane going until every serving core has finished and
+    /// the records of the connections they ended (`close_all`) are sent, at most 5 s.
+    fn final_export(&self, p: &mut Plane<N>) {
+        let deadline = time::now_ns().saturating_add(FINAL_EXPORT_NS);
+        loop {
+            let done = RUNNING.load(Ordering::Acquire) == 0;
+            self.mgmt_pass(p);
+            if (done && !p.export_pending()) || time::now_ns() > deadline {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Publishes core `id`'s counters for the management plane (relaxed atomic stores).
+    fn publish<M: Middlebox>(&self, id: usize, mon: &Monitor<'_, M>, st: &PathStats) {
+        let s = Self::settings();
+        if let Some(m) = self.metrics.get(id) {
+            let p = PathCounts {
+                forwarded: st.forwarded,
+                verdict_drops: st.verdict_drops,
+                tx_full: st.tx_full,
+                injected: st.injected,
+                log_used: ring(id).used() as u64,
+                log_dropped: ring(id).dropped(),
+            };
+            m.store(&sample(
+                mon.counters(),
+                mon.flow_count() as u64,
+                s.chunks.saturating_sub(mon.free_chunks()) as u64,
+                s.chunks as u64,
+                p,
+            ));
+        }
+    }
+
+    /// One bounded pass of the management plane; the ports' hardware counters are read when
+    /// no other core holds them.
+    fn mgmt_pass(&self, p: &mut Plane<N>) -> bool {
+        let mut g = self.ctls.try_lock();
+        let mut info = PageInfo {
+            app: P::NAME,
+            version: P::VERSION,
+            cores: self.metrics,
+            ctls: g.as_mut().map(|v| &mut v[..]),
+        };
+        p.poll(&mut info)
+    }
+
+    /// The free core's loop: drain every serving core's ring and run the management plane
+    /// until all serving cores have finished.
     fn drain_until_done(&self) {
+        let mut plane = self.plane.try_lock().and_then(|mut g| g.take());
         loop {
             let done = RUNNING.load(Ordering::Acquire) == 0;
             let mut any = 0;
             for id in 0..self.serving {
                 any += ring(id).drain(DRAIN_PER_PASS, |l| println!("{}", l));
             }
+            if let Some(p) = plane.as_mut() {
+                if !done && self.mgmt_pass(p) {
+                    any += 1;
+                }
+            }
             if done && any == 0 {
+                if let Some(p) = plane.as_mut() {
+                    self.final_export(p);
+                    println!("{}", MgmtSummary(p));
+                }
                 return;
             }
             if any == 0 {
                 core::hint::spin_loop();
             }
+        }
+    }
+}
+
+/// The management plane's end-of-run line.
+struct MgmtSummary<'a, const N: usize>(&'a Plane<N>);
+
+impl<const N: usize> core::fmt::Display for MgmtSummary<'_, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let h = self.0.http_counts();
+        write!(
+            f,
+            "appliance: mgmt http 200={} 400={} 404={} 405={} 500={} denied_frames {} ipfix_datagrams {} ipfix_records_dropped {}",
+            h[0],
+            h[1],
+            h[2],
+            h[3],
+            h[4],
+            self.0.denied(),
+            self.0.ipfix_datagrams(),
+            self.0.records_dropped()
+        )
+    }
+}
+
+/// An IPv4 address and prefix for the console (`dhcp` until a lease came).
+struct Ipv4Text(Option<([u8; 4], u8)>);
+
+impl core::fmt::Display for Ipv4Text {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some((a, l)) => write!(f, "{}.{}.{}.{}/{}", a[0], a[1], a[2], a[3], l),
+            None => f.write_str("dhcp"),
         }
     }
 }

@@ -45,6 +45,10 @@
 //!   it at exit. Stats every `stats_period_s` (frames/s, live flows, pool and log
 //!   occupancy, drops by reason), a summary per core and each port's hardware counters at
 //!   the end; the image then exits through the kernel.
+//! * **Management** ([`mgmt`], when `Settings::mgmt` is set): one NIC is taken out of the
+//!   monitored ports and runs a smoltcp interface that serves `GET /metrics` (Prometheus
+//!   text) from counters each serving core publishes at its batch ends (per-core atomics, no
+//!   lock), on a core that serves no queue, else on core 0 between batches.
 //!
 //! Known limits: RSS hashes IP fragments on addresses only, so with several queues a
 //! flow's fragments may reach another core's monitor than its other packets; fragments
@@ -52,8 +56,8 @@
 //!
 //! **Owns**: NIC discovery and queue assignment, per-core monitor storage and the memory
 //! budget, the packet loop (receive, monitor, verdicts, transmit), the per-core log rings
-//! ([`Log`]) and their draining to the console, stats and summaries, the host runner and the
-//! capture reader ([`capture`], host only).
+//! ([`Log`]) and their draining to the console, stats and summaries, the management plane
+//! ([`mgmt`]), the host runner and the capture reader ([`capture`], host only).
 //! **Must not**: contain flow logic (that is `monitor`'s and the app's), touch hardware other
 //! than through `drivers` and `kernel`, use `unsafe`, or allocate, lock, print or wait on the
 //! packet path (callbacks write to the core's own log ring, which never waits).
@@ -65,6 +69,7 @@ pub use monitor::*;
 pub mod budget;
 pub mod frags;
 mod log;
+pub mod mgmt;
 mod settings;
 
 #[cfg(not(target_os = "none"))]
@@ -107,6 +112,10 @@ pub trait Program: 'static {
     type App: Appliance;
     /// The app's settings.
     const SETTINGS: Settings;
+    /// The app's crate name (`ferrule_build_info`).
+    const NAME: &'static str = "app";
+    /// The app's version.
+    const VERSION: &'static str = "0.0.0";
 }
 
 #[doc(hidden)]
@@ -131,6 +140,8 @@ macro_rules! main {
         impl $crate::Program for __FerruleProgram {
             type App = $app;
             const SETTINGS: $crate::Settings = $settings;
+            const NAME: &'static str = env!("CARGO_PKG_NAME");
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
         }
 
         #[cfg(target_os = "none")]

@@ -48,6 +48,9 @@ pub struct Settings {
     pub exit: Exit,
     /// Monitor configuration (`core` and `inline` are set by the runtime per core and mode).
     pub monitor: Config,
+    /// The management plane (metrics over HTTP on a NIC of its own); `None` = no plane, every
+    /// supported NIC is monitored.
+    pub mgmt: Option<crate::mgmt::Mgmt>,
 }
 
 impl Settings {
@@ -66,6 +69,7 @@ impl Settings {
             pickup: true,
             ..Config::DEFAULT
         },
+        mgmt: None,
     };
 
     /// The monitor configuration of core `core`.
@@ -90,6 +94,19 @@ impl Settings {
         }
         if self.batch == 0 {
             return Err("Settings::batch must be at least 1");
+        }
+        if let Some(m) = &self.mgmt {
+            if m.http_port == 0 {
+                return Err("Settings::mgmt.http_port must not be 0");
+            }
+            if let crate::mgmt::Ipv4Setup::Static { prefix, .. } = m.ipv4 {
+                if prefix > 32 {
+                    return Err("Settings::mgmt.ipv4 prefix must be 0..=32");
+                }
+            }
+            if m.ipv6.is_some_and(|(_, l)| l > 128) {
+                return Err("Settings::mgmt.ipv6 prefix must be 0..=128");
+            }
         }
         Ok(())
     }

@@ -189,7 +189,19 @@ pub enum Verbosity {
 /// Builds `app` for the guest and returns the ELF path
 /// (`target/ferrule/x86_64-unknown-none/release/<app>`).
 pub fn build_app(app: &App, verbosity: Verbosity) -> Result<PathBuf, Error> {
+    build_app_with_env(app, verbosity, &[])
+}
+
+/// [`build_app`] with extra environment variables for the build, read by the app with
+/// `option_env!` (e.g. `FERRULE_MGMT`, see `appliance::mgmt::Mgmt::from_build_env`). The
+/// ELF path is the same for every variant: copy it before building another.
+pub fn build_app_with_env(
+    app: &App,
+    verbosity: Verbosity,
+    env: &[(&str, &str)],
+) -> Result<PathBuf, Error> {
     let mut cmd = cargo();
+    cmd.envs(env.iter().copied());
     cmd.args([
         "build",
         "--release",

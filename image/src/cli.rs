@@ -71,6 +71,17 @@ pub struct RunArgs {
     /// Do not check or install QEMU, GRUB and OVMF first.
     #[arg(long)]
     pub skip_setup: bool,
+    /// Add a management NIC (virtio-net on QEMU user networking, guest 10.0.2.15) and forward
+    /// the host's 127.0.0.1:HOSTPORT to the appliance's metrics port 9100. The app is built
+    /// with FERRULE_MGMT=qemu, which flowmon and crates made by `cargo ferrule new` read
+    /// (`appliance::mgmt::Mgmt::from_build_env`); they then serve `GET /metrics` there.
+    #[arg(long, value_name = "HOSTPORT")]
+    pub mgmt_forward: Option<u16>,
+    /// With --mgmt-forward: the appliance exports IPFIX records (one per connection) to the
+    /// host's 127.0.0.1:HOSTPORT (the guest sends to 10.0.2.2:HOSTPORT through QEMU user
+    /// networking). The app is built with FERRULE_IPFIX_PORT=HOSTPORT.
+    #[arg(long, value_name = "HOSTPORT", requires = "mgmt_forward")]
+    pub ipfix_to: Option<u16>,
 }
 
 impl RunArgs {
@@ -228,7 +239,17 @@ pub struct Built {
 
 /// Builds the app's ELF and its disk image into `out_dir` (default target/ferrule/images).
 pub fn build_all(app: &App, out_dir: Option<&Path>, v: Verbosity) -> Result<Built, Error> {
-    let elf = build::build_app(app, v)?;
+    build_all_with_env(app, out_dir, v, &[])
+}
+
+/// [`build_all`] with extra build environment variables (see `build::build_app_with_env`).
+pub fn build_all_with_env(
+    app: &App,
+    out_dir: Option<&Path>,
+    v: Verbosity,
+    env: &[(&str, &str)],
+) -> Result<Built, Error> {
+    let elf = build::build_app_with_env(app, v, env)?;
     let dir = out_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| guest_target_dir().join("images"));
@@ -334,12 +355,20 @@ pub fn run_run(a: &RunArgs) -> i32 {
         None if pcaps.is_empty() => String::new(),
         None => ready_line(&app).to_string(),
     };
+    let ipfix_port = a.ipfix_to.map(|p| p.to_string()).unwrap_or_default();
+    let env: &[(&str, &str)] = &[
+        (
+            "FERRULE_MGMT",
+            if a.mgmt_forward.is_some() { "qemu" } else { "" },
+        ),
+        ("FERRULE_IPFIX_PORT", &ipfix_port),
+    ];
     let config = match a.firmware {
-        Firmware::Direct => match build::build_app(&app, Verbosity::Show) {
+        Firmware::Direct => match build::build_app_with_env(&app, Verbosity::Show, env) {
             Ok(elf) => Config::kernel(elf),
             Err(e) => return fail(e),
         },
-        fw => match build_all(&app, None, Verbosity::Show) {
+        fw => match build_all_with_env(&app, None, Verbosity::Show, env) {
             Ok(b) => Config::disk(b.image, fw),
             Err(e) => return fail(e),
         },
@@ -356,6 +385,16 @@ pub fn run_run(a: &RunArgs) -> i32 {
         .with_memory_mib(a.memory)
         .with_kvm(a.kvm)
         .with_timeout(timeout);
+    let config = match a.mgmt_forward {
+        Some(port) => {
+            eprintln!("ferrule: management NIC: http://127.0.0.1:{port}/metrics");
+            if let Some(p) = a.ipfix_to {
+                eprintln!("ferrule: IPFIX records go to 127.0.0.1:{p} (UDP)");
+            }
+            config.with_args(qemu::user_nic_args(port, 9100))
+        }
+        None => config,
+    };
     eprintln!(
         "ferrule: booting {app} on {} ({}), {} core(s), {} MiB, NICs {:?}, {}",
         a.machine.name(),
@@ -710,6 +749,14 @@ mod tests {
         Wrap::try_parse_from(std::iter::once("ferrule").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
             .c
+    }
+
+    #[test]
+    fn ipfix_to_needs_the_management_nic() {
+        assert!(RunArgs::from_args(["--ipfix-to", "4739"]).is_err());
+        let r = RunArgs::from_args(["--mgmt-forward", "9100", "--ipfix-to", "4739"]).unwrap();
+        assert_eq!((r.mgmt_forward, r.ipfix_to), (Some(9100), Some(4739)));
+        assert!(RunArgs::from_args(["--mgmt-forward", "70000"]).is_err());
     }
 
     #[test]

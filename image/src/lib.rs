@@ -19,7 +19,7 @@ pub mod new;
 pub mod runner;
 pub mod setup;
 
-pub use build::{build_app, workspace_root, App, Verbosity};
+pub use build::{build_app, build_app_with_env, workspace_root, App, Verbosity};
 pub use disk::make_disk_image;
 
 /// Why building, installing or running failed.

@@ -11,13 +11,16 @@ use crate::build::{workspace_root, GUEST_TARGET};
 use crate::Error;
 
 /// What a package is for: [`ensure_all`] (build, run) needs [`Need::Run`]; `bench` needs
-/// [`Need::Peers`]; `cargo ferrule test` needs both.
+/// [`Need::Peers`]; `cargo ferrule test` needs all three.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
     /// Building disk images and booting them in QEMU.
     Run,
     /// The external benchmark peers (libnids via `bench/nidsbench.c`, Suricata).
     Peers,
+    /// The management plane's test peers: a Prometheus server and `promtool`, nfdump's
+    /// collector, tshark's IPFIX dissector.
+    Collectors,
 }
 
 /// One Debian package the tools need.
@@ -64,6 +67,9 @@ pub const APT_PACKAGES: &[AptPackage] = &[
     pkg("libpcap-dev", false, Need::Peers),
     pkg("suricata", true, Need::Peers),
     pkg("time", false, Need::Peers),
+    pkg("prometheus", false, Need::Collectors),
+    pkg("nfdump", false, Need::Collectors),
+    pkg("tshark", false, Need::Collectors),
 ];
 
 /// The packages of [`APT_PACKAGES`] for any of `needs`.
@@ -484,10 +490,11 @@ pub fn ensure_all() -> Result<(), Error> {
     ensure_packages(&[Need::Run])
 }
 
-/// What every test of `cargo ferrule test` needs: [`ensure_all`] plus the benchmark peers.
+/// What every test of `cargo ferrule test` needs: [`ensure_all`] plus the benchmark peers and
+/// the management plane's collectors.
 pub fn ensure_for_tests() -> Result<(), Error> {
     ensure_rust()?;
-    ensure_packages(&[Need::Run, Need::Peers])
+    ensure_packages(&[Need::Run, Need::Peers, Need::Collectors])
 }
 
 #[cfg(test)]
@@ -564,7 +571,7 @@ Components: main
             s.contains("apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86 suricata\n"),
             "{s}"
         );
-        assert!(s.contains("apt-get install -y --no-install-recommends grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools xz-utils ovmf gcc libnids-dev libpcap-dev time\n"), "{s}");
+        assert!(s.contains("apt-get install -y --no-install-recommends grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools xz-utils ovmf gcc libnids-dev libpcap-dev time prometheus nfdump tshark\n"), "{s}");
         // Only what is missing is named.
         let run_only = packages_for(&[Need::Run]);
         let s = install_instructions(&bookworm, &run_only);
@@ -611,6 +618,13 @@ Components: main
             ["gcc", "libnids-dev", "libpcap-dev", "suricata", "time"]
         );
         assert!(!run.contains(&"suricata"));
-        assert_eq!(names(&[Need::Run, Need::Peers]).len(), APT_PACKAGES.len());
+        assert_eq!(
+            names(&[Need::Collectors]),
+            ["prometheus", "nfdump", "tshark"]
+        );
+        assert_eq!(
+            names(&[Need::Run, Need::Peers, Need::Collectors]).len(),
+            APT_PACKAGES.len()
+        );
     }
 }

@@ -21,11 +21,19 @@ use appliance::{
 /// Fixed at build time. `Exit::Idle` ends a run 3 s after the last frame (or after 60 s with
 /// none), which suits `cargo ferrule run` and tests; an appliance on hardware wants
 /// `Exit::Never`. For inline (bump-in-the-wire) mode, set `mode: appliance::Mode::Inline`.
+///
+/// `mgmt`: metrics over HTTP (and IPFIX records) on a management NIC when built by
+/// `cargo ferrule run --mgmt-forward PORT [--ipfix-to PORT]`; on hardware, set an
+/// `appliance::mgmt::Mgmt` of your own (NIC, address, allowlist, collector).
 const SETTINGS: Settings = Settings {
     exit: Exit::Idle {
         wait_first_s: 60,
         idle_s: 3,
     },
+    mgmt: appliance::mgmt::Mgmt::from_build_env(
+        option_env!("FERRULE_MGMT"),
+        option_env!("FERRULE_IPFIX_PORT"),
+    ),
     ..Settings::DEFAULT
 };
 

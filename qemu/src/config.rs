@@ -429,6 +429,35 @@ impl Config {
     }
 }
 
+/// MAC address of the management NIC [`user_nic_args`] adds.
+pub const MGMT_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xfe, 0x00, 0x01];
+/// PCI slot of that NIC: after every monitored NIC ([`spaced_nic_slot`] uses odd slots 3..=13,
+/// QEMU's own choice for one NIC is lower) and below the slots of igb VFs (19 and up), so "the
+/// last virtio-net function" is the management NIC.
+pub const MGMT_SLOT: u8 = 0x0f;
+
+/// Arguments (for [`Config::with_args`]) that add a virtio-net management NIC on QEMU user
+/// networking: the guest's network is 10.0.2.0/24 with the host at 10.0.2.2 (so the guest
+/// reaches the host's 127.0.0.1:P at 10.0.2.2:P), and the host's `127.0.0.1:host_port` is
+/// forwarded to the guest's 10.0.2.15:`guest_port`.
+pub fn user_nic_args(host_port: u16, guest_port: u16) -> Vec<OsString> {
+    let m = MGMT_MAC;
+    [
+        "-netdev".to_string(),
+        format!(
+            "user,id=mgmt,net=10.0.2.0/24,host=10.0.2.2,dhcpstart=10.0.2.15,ipv6=off,hostfwd=tcp:127.0.0.1:{host_port}-10.0.2.15:{guest_port}"
+        ),
+        "-device".to_string(),
+        format!(
+            "virtio-net-pci,netdev=mgmt,id=mgmt,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},addr={MGMT_SLOT:#x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect()
+}
+
 /// Where one run keeps its files (all inside a private temporary directory).
 #[derive(Clone, Debug)]
 pub struct RunPaths {
@@ -607,6 +636,24 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains("intel-iommu"), "{s}");
+    }
+
+    #[test]
+    fn the_management_nic_forwards_a_loopback_port() {
+        let a: Vec<String> = user_nic_args(19100, 9100)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(a.len(), 4);
+        assert_eq!(
+            a[1],
+            "user,id=mgmt,net=10.0.2.0/24,host=10.0.2.2,dhcpstart=10.0.2.15,ipv6=off,hostfwd=tcp:127.0.0.1:19100-10.0.2.15:9100"
+        );
+        assert_eq!(
+            a[3],
+            "virtio-net-pci,netdev=mgmt,id=mgmt,mac=52:54:00:fe:00:01,addr=0xf"
+        );
+        assert!((0..8).all(|i| spaced_nic_slot(i).is_none_or(|s| s < MGMT_SLOT)));
     }
 
     #[test]

@@ -19,8 +19,8 @@ mod nic;
 mod pcap;
 
 pub use config::{
-    spaced_nic_slot, Boot, Config, Firmware, Machine, NicModel, NicSpec, RunPaths,
-    DEBUG_EXIT_IOBASE, OVMF_CODE, OVMF_VARS, QEMU_BINARY,
+    spaced_nic_slot, user_nic_args, Boot, Config, Firmware, Machine, NicModel, NicSpec, RunPaths,
+    DEBUG_EXIT_IOBASE, MGMT_MAC, MGMT_SLOT, OVMF_CODE, OVMF_VARS, QEMU_BINARY,
 };
 pub use monitor::Monitor;
 pub use nic::{encode_frame, read_frame, Nic, NicError, MAX_FRAME};

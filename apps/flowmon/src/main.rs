@@ -9,18 +9,30 @@
 //! ends when no frame came for 3 s after traffic (or none at all in 60 s); open connections
 //! are then ended and printed. On a host, `cargo run -p flowmon -- CAPTURE` prints the same
 //! lines for a capture.
+//!
+//! Built with `FERRULE_MGMT=qemu` (what `cargo ferrule run --mgmt-forward` does), the image
+//! also serves `GET /metrics` on its management NIC (see `appliance::mgmt`) and waits 15 s
+//! after the traffic instead of 3 so the last values can be scraped.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use appliance::{Appliance, Config, CoreInfo, Ctx, Event, Exit, Hook, Log, Middlebox, Registry};
 use appliance::{Settings, Side};
 use flowlog::{FlowDigest, FlowLog, Sink};
 
+/// Metrics over HTTP when built with FERRULE_MGMT (`cargo ferrule run --mgmt-forward`), and
+/// IPFIX records with FERRULE_IPFIX_PORT (`--ipfix-to`).
+const MGMT: Option<appliance::mgmt::Mgmt> = appliance::mgmt::Mgmt::from_build_env(
+    option_env!("FERRULE_MGMT"),
+    option_env!("FERRULE_IPFIX_PORT"),
+);
+
 /// Tap mode; flows never time out during a run (as on the host), streams up to 4 MiB a side,
 /// 4096-entry rings so bursts wait in the NIC rather than being dropped.
 const SETTINGS: Settings = Settings {
+    // With a management plane, 15 s after the traffic so the last values can be scraped.
     exit: Exit::Idle {
         wait_first_s: 60,
-        idle_s: 3,
+        idle_s: if MGMT.is_some() { 15 } else { 3 },
     },
     stats_period_s: 0,
     ring: 4096,
@@ -30,6 +42,7 @@ const SETTINGS: Settings = Settings {
         pickup: true,
         ..Config::DEFAULT
     },
+    mgmt: MGMT,
     ..Settings::DEFAULT
 };
 

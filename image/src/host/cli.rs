@@ -164,16 +164,41 @@ pub struct FlowsArgs {
     /// Flow slots, i.e. connections live at once (the oldest idle flow is evicted past it).
     #[arg(long, default_value_t = super::flows::DEFAULT_MAX_FLOWS)]
     pub max_flows: usize,
+    /// Also send one IPFIX record per connection to this collector (UDP), as the appliance
+    /// does (see `appliance::mgmt::ipfix`); the JSON lines still go to stdout.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ipfix: Option<String>,
 }
 
 /// Runs `cargo ferrule flows`; returns the exit code.
 pub fn run_flows(args: &FlowsArgs) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match super::flows::run(&args.capture, args.max_flows, &mut out) {
-        Ok(()) => 0,
+    if let Err(e) = super::flows::run(&args.capture, args.max_flows, &mut out) {
+        eprintln!("ferrule flows: {e}");
+        return 1;
+    }
+    let Some(to) = &args.ipfix else {
+        return 0;
+    };
+    let sent = super::capture::Capture::load(&args.capture)
+        .map_err(|e| e.to_string())
+        .and_then(|cap| super::ipfix::records_of(&cap, args.max_flows))
+        .and_then(|recs| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as u32);
+            super::ipfix::send(&recs, to, now).map(|n| (recs.len(), n))
+        });
+    match sent {
+        Ok((records, datagrams)) => {
+            eprintln!(
+                "ferrule flows: sent {records} IPFIX records in {datagrams} datagrams to {to}"
+            );
+            0
+        }
         Err(e) => {
-            eprintln!("ferrule flows: {e}");
+            eprintln!("ferrule flows: IPFIX: {e}");
             1
         }
     }

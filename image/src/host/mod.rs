@@ -10,6 +10,7 @@ pub mod engine;
 pub mod floor;
 pub mod flows;
 pub mod gen;
+pub mod ipfix;
 pub mod json;
 pub mod peers;
 pub mod replay;
