@@ -62,7 +62,7 @@ const RECORDS_PER_CORE: usize = 4096;
 pub const VIRTIO_RING: usize = 256;
 
 /// A receive queue. virtio-net's queue structs grow with the ring size, so they live in
-/// kernel memory and only a reference moves around (stacks are 64 KiB).
+/// kernel memory and only a reference moves around (a core's stack is 64 KiB).
 pub enum Rx<const N: usize> {
     /// igb or ixgbe.
     Intel(AdvRxQueue<Mmio, N>),
