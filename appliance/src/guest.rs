@@ -789,10 +789,13 @@ where
         let mut next_stats = start_ns.saturating_add(period_ns);
         let mut frames_at_stats = 0u64;
         let CoreQueues { rx, tx } = &mut q;
+        // The monitor's clock is Unix time (the RTC's reading at boot plus the TSC clock), so
+        // `Ctx::now_us` and the IPFIX flow times are real dates; since boot if there is no RTC.
+        let epoch_us = time::unix_ns().map_or(0, |u| u.saturating_sub(time::now_ns()) / 1000);
         loop {
             let t0 = kernel::arch::rdtsc();
             let now_ns = time::now_ns();
-            let now_us = now_ns / 1000;
+            let now_us = now_ns / 1000 + epoch_us;
             mon.begin_batch(now_us);
             let mut got = 0usize;
             for (port, rxq) in rx.iter_mut() {

@@ -31,6 +31,7 @@
 pub mod app;
 pub mod bootinfo;
 pub mod frames;
+pub mod rtc;
 
 #[cfg(target_os = "none")]
 mod acpi;

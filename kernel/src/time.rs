@@ -10,6 +10,8 @@ use x86_64::instructions::port::{Port, PortWriteOnly};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+/// Unix time in nanoseconds when `now_ns()` was 0, from the RTC (0: no reading).
+static BOOT_UNIX_NS: AtomicU64 = AtomicU64::new(0);
 /// Assumed TSC rate until calibration (and if the PIT never answers).
 const FALLBACK_HZ: u64 = 1_000_000_000;
 const PIT_HZ: u64 = 1_193_182;
@@ -33,6 +35,69 @@ pub fn init() {
     });
     TSC_HZ.store(hz, Ordering::Relaxed);
     crate::console::info!("time: TSC {} MHz", hz / 1_000_000);
+    match read_rtc().map(|r| crate::rtc::unix_seconds(&r)) {
+        Some(Ok(secs)) => {
+            let boot = (secs * 1_000_000_000).saturating_sub(now_ns());
+            BOOT_UNIX_NS.store(boot, Ordering::Relaxed);
+            crate::console::info!("time: RTC says {} s since 1970 (UTC)", secs);
+        }
+        Some(Err(e)) => crate::console::warn!("time: {}; no wall clock", e),
+        None => crate::console::warn!("time: the RTC never settled; no wall clock"),
+    }
+}
+
+/// Reads the CMOS RTC's date and time registers once no update is in progress, twice in a
+/// row with the same result (an update between the reads would mix two seconds). `None` if
+/// it never settles within 10 attempts of at most 10 ms each.
+fn read_rtc() -> Option<crate::rtc::RtcRegs> {
+    // Ports 0x70 (CMOS index) and 0x71 (CMOS data): the RTC and CMOS RAM, used by nothing else
+    // in Ferrule and only on the boot core before the other cores start. Reading a register
+    // changes no memory; the SAFETY notes below rest on that.
+    let mut index = PortWriteOnly::<u8>::new(0x70);
+    let mut data = Port::<u8>::new(0x71);
+    let mut reg = |r: u8| -> u8 {
+        // SAFETY: see above: selects and reads one CMOS register.
+        unsafe {
+            index.write(r);
+            data.read()
+        }
+    };
+    let snapshot = |reg: &mut dyn FnMut(u8) -> u8| -> Option<crate::rtc::RtcRegs> {
+        let deadline = Deadline::after(Duration::from_millis(10));
+        while reg(0x0a) & 0x80 != 0 {
+            if deadline.expired() {
+                return None;
+            }
+        }
+        Some(crate::rtc::RtcRegs {
+            second: reg(0x00),
+            minute: reg(0x02),
+            hour: reg(0x04),
+            day: reg(0x07),
+            month: reg(0x08),
+            year: reg(0x09),
+            century: 0,
+            status_b: reg(0x0b),
+        })
+    };
+    let mut last = snapshot(&mut reg);
+    for _ in 0..10 {
+        let next = snapshot(&mut reg);
+        if next.is_some() && next == last {
+            return next;
+        }
+        last = next;
+    }
+    None
+}
+
+/// Unix time in nanoseconds (the RTC's reading at boot plus the time since), or `None` when
+/// the RTC could not be read.
+pub fn unix_ns() -> Option<u64> {
+    match BOOT_UNIX_NS.load(Ordering::Relaxed) {
+        0 => None,
+        boot => Some(boot + now_ns()),
+    }
 }
 
 fn calibrate() -> Option<u64> {

@@ -1,6 +1,7 @@
 //! Boot tests of the default image (apps/sysinfo): the ELF directly on q35 and pc with 1, 2
 //! and 4 cores, and the disk image through GRUB under SeaBIOS and OVMF. Each boot must report
-//! every core online, list the machine's host bridge on the PCI scan and exit with success.
+//! every core online, list the machine's host bridge on the PCI scan, read the RTC (within a
+//! minute of the host's clock) and exit with success.
 
 use std::time::Instant;
 
@@ -47,6 +48,26 @@ fn check_boot(mut vm: Vm, what: &str, machine: Machine, cores: u32, loader: &str
             .any(|p| p.vendor == v && p.device == d && p.address == "00:00.0"),
         "{what}: no host bridge {v:04x}:{d:04x} at 00:00.0 in the PCI scan; console:\n{}",
         vm.report()
+    );
+    // The wall clock: QEMU's RTC starts at the host's UTC time, so the kernel's reading is
+    // within a minute of ours (the reading is taken at boot, a few seconds ago under TCG).
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let rtc: u64 = vm
+        .lines()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("time: RTC says ")?
+                .strip_suffix(" s since 1970 (UTC)")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{what}: no RTC reading on the console:\n{}", vm.report()));
+    assert!(
+        rtc.abs_diff(host) <= 60,
+        "{what}: the RTC says {rtc}, the host {host}"
     );
     eprintln!(
         "{what}: QEMU start to `cores online: {cores}` {:.3} s, to exit {:.3} s more",

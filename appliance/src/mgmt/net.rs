@@ -242,6 +242,11 @@ fn now() -> Instant {
     Instant::from_millis((kernel::time::now_ns() / 1_000_000) as i64)
 }
 
+/// The IPFIX message header's export time: Unix seconds, or seconds since boot without an RTC.
+fn export_time_s() -> u32 {
+    (kernel::time::unix_ns().unwrap_or_else(kernel::time::now_ns) / 1_000_000_000) as u32
+}
+
 fn v4(a: [u8; 4]) -> Ipv4Address {
     Ipv4Address::new(a[0], a[1], a[2], a[3])
 }
@@ -404,9 +409,7 @@ impl<const N: usize> Plane<N> {
             if rest.is_empty() && !templates {
                 break;
             }
-            let (len, taken) = e
-                .exporter
-                .encode(e.buf, (now_ms / 1000) as u32, templates, rest);
+            let (len, taken) = e.exporter.encode(e.buf, export_time_s(), templates, rest);
             if len == 0 {
                 break;
             }
