@@ -142,7 +142,10 @@ impl core::error::Error for ConfigError {}
 pub struct HostStorage<F> {
     flows: Vec<FlowSlot<F>>,
     index: Vec<Bucket>,
-    chunks: Vec<Chunk>,
+    /// The chunk pool as bytes: `vec![0u8; n]` is one zeroed allocation (calloc, pages mapped
+    /// on first write), where `vec![[0u8; CHUNK_SIZE]; n]` is written out (std's zeroed-`vec!`
+    /// shortcut covers arrays of at most 16 elements), which made a 1 KB capture 2 GB resident.
+    pool: Vec<u8>,
     links: Vec<u32>,
     frags: Vec<FragSlot>,
 }
@@ -159,12 +162,12 @@ impl<F> HostStorage<F> {
         let index = vec![Bucket::EMPTY; (flows.max(1) * 2).next_power_of_two()];
         // Zeroed allocations: the pool's pages become resident only when chunks are used.
         let links = vec![0u32; chunks];
-        let chunks = vec![[0u8; CHUNK_SIZE]; chunks];
+        let pool = vec![0u8; chunks * CHUNK_SIZE];
         let frags = vec![FragSlot::EMPTY; frag_slots];
         HostStorage {
             flows: flows_v,
             index,
-            chunks,
+            pool,
             links,
             frags,
         }
@@ -175,7 +178,7 @@ impl<F> HostStorage<F> {
         Storage {
             flows: &mut self.flows,
             index: &mut self.index,
-            chunks: &mut self.chunks,
+            chunks: self.pool.as_chunks_mut().0,
             links: &mut self.links,
             frags: &mut self.frags,
         }
