@@ -79,6 +79,9 @@ pub struct Report {
     pub unheld: u64,
     /// Frames not monitored, by reason name (non-zero only).
     pub unmonitored: Vec<(&'static str, u64)>,
+    /// The capture's damage, when it ended early: every frame before it was replayed and every
+    /// connection ended as at the end of a whole capture; [`main`] then exits 1.
+    pub damage: Option<String>,
 }
 
 /// A classic pcap writer (microsecond timestamps, Ethernet).
@@ -127,7 +130,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     if args.out.is_some() && !inline {
         return Err("--out needs inline mode (--inline)".into());
     }
-    let cap = Capture::load(&args.capture).map_err(|e| e.to_string())?;
+    let (cap, damage) = Capture::load_partial(&args.capture).map_err(|e| e.to_string())?;
     let mut out = match &args.out {
         Some(p) => Some(open_out(p)?),
         None => None,
@@ -145,7 +148,10 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     });
     let mut mon = Monitor::new(mb, cfg, storage.storage())
         .map_err(|e| format!("monitor configuration: {e}"))?;
-    let mut rep = Report::default();
+    let mut rep = Report {
+        damage: damage.map(|e| e.to_string()),
+        ..Report::default()
+    };
     let mut last_ts = 0;
     let hold_cap = if inline {
         s.frag_slots * HELD_PER_SLOT
@@ -305,6 +311,10 @@ pub fn main<P: Program>() {
                 e += &format!(", {why} {n}");
             }
             eprintln!("{e}");
+            if let Some(d) = &r.damage {
+                eprintln!("{name}: {d}");
+                std::process::exit(1);
+            }
         }
         Err(e) => {
             eprintln!("{name}: {e}");
