@@ -2,6 +2,7 @@
 //! process's peak RSS (`VmHWM`) is that of one run. The chunk pool used to be written out in
 //! full (2.1 GB resident for a 1 KB capture) and every line was kept until the end.
 
+use image::host::checksum::Checksums;
 use image::host::flows::{self, DEFAULT_MAX_FLOWS};
 use image::host::gen::{self, GenConfig};
 
@@ -25,7 +26,7 @@ fn a_small_capture_stays_under_64_mib() {
     .unwrap();
     assert_eq!(st.flows, 3);
     let mut out = Vec::new();
-    flows::run(&p, DEFAULT_MAX_FLOWS, &mut out).unwrap();
+    flows::run(&p, DEFAULT_MAX_FLOWS, Checksums::Auto, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 4);
     let peak = peak_rss_kib();

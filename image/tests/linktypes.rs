@@ -4,6 +4,7 @@
 //! capture gives the lines of the frames before the damage, then the damage with its offset.
 
 use image::host::capture::{Capture, CaptureError, CaptureReader};
+use image::host::checksum::Checksums;
 use image::host::flows::{self, flow_lines_of, FlowsError, DEFAULT_MAX_FLOWS};
 use image::host::gen::{self, GenConfig};
 
@@ -46,7 +47,7 @@ fn flows_of_file(bytes: &[u8]) -> (String, Result<(), FlowsError>) {
     let p = dir.path().join("c.cap");
     std::fs::write(&p, bytes).unwrap();
     let mut out = Vec::new();
-    let r = flows::run(&p, DEFAULT_MAX_FLOWS, &mut out);
+    let r = flows::run(&p, DEFAULT_MAX_FLOWS, Checksums::Auto, &mut out);
     (String::from_utf8(out).unwrap(), r)
 }
 

@@ -164,13 +164,18 @@ pub struct FlowsArgs {
     /// Flow slots, i.e. connections live at once (the oldest idle flow is evicted past it).
     #[arg(long, default_value_t = super::flows::DEFAULT_MAX_FLOWS)]
     pub max_flows: usize,
+    /// IPv4 header and TCP checksums: verify (drop bad segments), ignore, or auto (verify
+    /// unless over 10 % of the first 1000 TCP segments are bad, as on a capture taken on the
+    /// sending host with checksum offload).
+    #[arg(long, value_enum, default_value_t = super::checksum::Checksums::Auto)]
+    pub checksums: super::checksum::Checksums,
 }
 
 /// Runs `cargo ferrule flows`; returns the exit code.
 pub fn run_flows(args: &FlowsArgs) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match super::flows::run(&args.capture, args.max_flows, &mut out) {
+    match super::flows::run(&args.capture, args.max_flows, args.checksums, &mut out) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("ferrule flows: {e}");
