@@ -447,6 +447,42 @@ mod tests {
         assert_eq!((r.frames, r.dropped), (5, 0));
     }
 
+    #[test]
+    fn a_damaged_capture_replays_what_precedes_the_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = [
+            tcp(1000, 80, 1, 0x02, b""),
+            tcp(80, 1000, 7, 0x12, b""),
+            tcp(1000, 80, 2, 0x10, b""),
+        ];
+        let mut w = PcapOut::new(Vec::new()).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            w.frame(i as u64, f).unwrap();
+        }
+        let mut bytes = w.finish().unwrap();
+        // The third record loses its last 10 bytes.
+        bytes.truncate(bytes.len() - 10);
+        let input = dir.path().join("cut.pcap");
+        std::fs::write(&input, &bytes).unwrap();
+        let third = 24 + 2 * (16 + frames[0].len());
+        let out = dir.path().join("out.pcap");
+        let args = Args {
+            capture: input.clone(),
+            inline: true,
+            out: Some(out.clone()),
+        };
+        let r = run::<Prog>(&args).unwrap();
+        assert_eq!((r.frames, r.forwarded), (2, 2));
+        let want = format!(
+            "{}: damaged at byte {third} (after 2 frames): cut short: record holds {} bytes, {} left",
+            input.display(),
+            frames[2].len(),
+            frames[2].len() - 10
+        );
+        assert_eq!(r.damage.as_deref(), Some(want.as_str()));
+        assert_eq!(Capture::load(&out).unwrap().len(), 2);
+    }
+
     /// Forwards everything (subscribes to nothing).
     struct Nothing;
     impl Middlebox for Nothing {
