@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use monitor::{DropReason, HostStorage, Monitor, Verdict};
 
+#[cfg(test)]
 use crate::capture::Capture;
+use crate::capture::CaptureReader;
 use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::{Appliance, CoreInfo, Log, Mode, Program};
 
@@ -130,7 +132,8 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     if args.out.is_some() && !inline {
         return Err("--out needs inline mode (--inline)".into());
     }
-    let (cap, damage) = Capture::load_partial(&args.capture).map_err(|e| e.to_string())?;
+    // Streamed: one frame in memory at a time (the reader's buffer).
+    let mut reader = CaptureReader::open(&args.capture).map_err(|e| e.to_string())?;
     let mut out = match &args.out {
         Some(p) => Some(open_out(p)?),
         None => None,
@@ -148,10 +151,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     });
     let mut mon = Monitor::new(mb, cfg, storage.storage())
         .map_err(|e| format!("monitor configuration: {e}"))?;
-    let mut rep = Report {
-        damage: damage.map(|e| e.to_string()),
-        ..Report::default()
-    };
+    let mut rep = Report::default();
     let mut last_ts = 0;
     let hold_cap = if inline {
         s.frag_slots * HELD_PER_SLOT
@@ -161,15 +161,27 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     let mut hold_frames = vec![[0u8; HOLD_FRAME_MAX]; hold_cap];
     let mut hold_table = vec![Held::EMPTY; hold_cap];
     let mut hold = FragHold::new(&mut hold_frames, &mut hold_table);
-    let frames: Vec<(u64, &[u8])> = cap.frames().collect();
-    for batch in frames.chunks(s.batch) {
-        mon.begin_batch(batch[0].0);
-        for &(ts, f) in batch {
+    let timeout = cfg.frag_timeout_us;
+    let mut in_batch = 0usize;
+    loop {
+        let (ts, f) = match reader.next_frame() {
+            Ok(Some(x)) => x,
+            Ok(None) => break,
+            Err(e) => {
+                rep.damage = Some(e.to_string());
+                break;
+            }
+        };
+        if in_batch == 0 {
+            mon.begin_batch(ts);
+        }
+        in_batch += 1;
+        'frame: {
             rep.frames += 1;
             last_ts = ts;
             if !inline {
                 let _ = mon.frame(f, ts);
-                continue;
+                break 'frame;
             }
             let before = marks(mon.counters());
             let forward = match mon.frame(f, ts) {
@@ -179,7 +191,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
                     rep.rewritten += 1;
                     put(&mut out, ts, b).map_err(werr)?;
                     emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
-                    continue;
+                    break 'frame;
                 }
             };
             let fate = fate(before, marks(mon.counters()));
@@ -193,7 +205,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
                     if hold.hold(k, 0, f, ts) {
                         rep.held += 1;
                         emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
-                        continue;
+                        break 'frame;
                     }
                     rep.unheld += 1;
                 }
@@ -217,12 +229,19 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
             }
             emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
         }
-        mon.end_batch();
-        if inline {
-            emit_injected(&mut mon, &mut out, last_ts, &mut rep).map_err(werr)?;
-            let timeout = cfg.frag_timeout_us;
-            expire_held(&mut hold, last_ts, timeout, &mut out, &mut rep).map_err(werr)?;
+        if in_batch == s.batch {
+            in_batch = 0;
+            end_batch(
+                &mut mon, &mut out, &mut rep, &mut hold, inline, last_ts, timeout,
+            )
+            .map_err(werr)?;
         }
+    }
+    if in_batch > 0 {
+        end_batch(
+            &mut mon, &mut out, &mut rep, &mut hold, inline, last_ts, timeout,
+        )
+        .map_err(werr)?;
     }
     mon.close_all();
     if inline {
@@ -243,6 +262,26 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
         o.finish().map_err(werr)?;
     }
     Ok(rep)
+}
+
+/// The end of a receive batch: the monitor's, then (inline) the injected frames and the held
+/// fragments whose datagram timed out.
+#[allow(clippy::too_many_arguments)]
+fn end_batch<M: monitor::Middlebox, W: Write>(
+    mon: &mut Monitor<'_, M>,
+    out: &mut Option<PcapOut<W>>,
+    rep: &mut Report,
+    hold: &mut FragHold<'_>,
+    inline: bool,
+    last_ts: u64,
+    timeout_us: u64,
+) -> std::io::Result<()> {
+    mon.end_batch();
+    if inline {
+        emit_injected(mon, out, last_ts, rep)?;
+        expire_held(hold, last_ts, timeout_us, out, rep)?;
+    }
+    Ok(())
 }
 
 fn open_out(p: &Path) -> Result<PcapOut<std::io::BufWriter<std::fs::File>>, String> {
