@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use monitor::{DropReason, HostStorage, Monitor, Verdict};
 
+#[cfg(test)]
 use crate::capture::Capture;
+use crate::capture::CaptureReader;
 use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::{Appliance, CoreInfo, Log, Mode, Program};
 
@@ -79,6 +81,9 @@ pub struct Report {
     pub unheld: u64,
     /// Frames not monitored, by reason name (non-zero only).
     pub unmonitored: Vec<(&'static str, u64)>,
+    /// The capture's damage, when it ended early: every frame before it was replayed and every
+    /// connection ended as at the end of a whole capture; [`main`] then exits 1.
+    pub damage: Option<String>,
 }
 
 /// A classic pcap writer (microsecond timestamps, Ethernet).
@@ -127,7 +132,8 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     if args.out.is_some() && !inline {
         return Err("--out needs inline mode (--inline)".into());
     }
-    let cap = Capture::load(&args.capture).map_err(|e| e.to_string())?;
+    // Streamed: one frame in memory at a time (the reader's buffer).
+    let mut reader = CaptureReader::open(&args.capture).map_err(|e| e.to_string())?;
     let mut out = match &args.out {
         Some(p) => Some(open_out(p)?),
         None => None,
@@ -156,15 +162,27 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     let mut hold_frames = vec![[0u8; HOLD_FRAME_MAX]; hold_cap];
     let mut hold_table = vec![Held::EMPTY; hold_cap];
     let mut hold = FragHold::new(&mut hold_frames, &mut hold_table);
-    let frames: Vec<(u64, &[u8])> = cap.frames().collect();
-    for batch in frames.chunks(s.batch) {
-        mon.begin_batch(batch[0].0);
-        for &(ts, f) in batch {
+    let timeout = cfg.frag_timeout_us;
+    let mut in_batch = 0usize;
+    loop {
+        let (ts, f) = match reader.next_frame() {
+            Ok(Some(x)) => x,
+            Ok(None) => break,
+            Err(e) => {
+                rep.damage = Some(e.to_string());
+                break;
+            }
+        };
+        if in_batch == 0 {
+            mon.begin_batch(ts);
+        }
+        in_batch += 1;
+        'frame: {
             rep.frames += 1;
             last_ts = ts;
             if !inline {
                 let _ = mon.frame(f, ts);
-                continue;
+                break 'frame;
             }
             let before = marks(mon.counters());
             let forward = match mon.frame(f, ts) {
@@ -174,7 +192,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
                     rep.rewritten += 1;
                     put(&mut out, ts, b).map_err(werr)?;
                     emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
-                    continue;
+                    break 'frame;
                 }
             };
             let fate = fate(before, marks(mon.counters()));
@@ -188,7 +206,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
                     if hold.hold(k, 0, f, ts) {
                         rep.held += 1;
                         emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
-                        continue;
+                        break 'frame;
                     }
                     rep.unheld += 1;
                 }
@@ -212,12 +230,19 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
             }
             emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
         }
-        mon.end_batch();
-        if inline {
-            emit_injected(&mut mon, &mut out, last_ts, &mut rep).map_err(werr)?;
-            let timeout = cfg.frag_timeout_us;
-            expire_held(&mut hold, last_ts, timeout, &mut out, &mut rep).map_err(werr)?;
+        if in_batch == s.batch {
+            in_batch = 0;
+            end_batch(
+                &mut mon, &mut out, &mut rep, &mut hold, inline, last_ts, timeout,
+            )
+            .map_err(werr)?;
         }
+    }
+    if in_batch > 0 {
+        end_batch(
+            &mut mon, &mut out, &mut rep, &mut hold, inline, last_ts, timeout,
+        )
+        .map_err(werr)?;
     }
     mon.close_all();
     if inline {
@@ -238,6 +263,26 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
         o.finish().map_err(werr)?;
     }
     Ok(rep)
+}
+
+/// The end of a receive batch: the monitor's, then (inline) the injected frames and the held
+/// fragments whose datagram timed out.
+#[allow(clippy::too_many_arguments)]
+fn end_batch<M: monitor::Middlebox, W: Write>(
+    mon: &mut Monitor<'_, M>,
+    out: &mut Option<PcapOut<W>>,
+    rep: &mut Report,
+    hold: &mut FragHold<'_>,
+    inline: bool,
+    last_ts: u64,
+    timeout_us: u64,
+) -> std::io::Result<()> {
+    mon.end_batch();
+    if inline {
+        emit_injected(mon, out, last_ts, rep)?;
+        expire_held(hold, last_ts, timeout_us, out, rep)?;
+    }
+    Ok(())
 }
 
 fn open_out(p: &Path) -> Result<PcapOut<std::io::BufWriter<std::fs::File>>, String> {
@@ -306,6 +351,10 @@ pub fn main<P: Program>() {
                 e += &format!(", {why} {n}");
             }
             eprintln!("{e}");
+            if let Some(d) = &r.damage {
+                eprintln!("{name}: {d}");
+                std::process::exit(1);
+            }
         }
         Err(e) => {
             eprintln!("{name}: {e}");
@@ -436,6 +485,42 @@ mod tests {
         assert!(run::<Prog>(&tap).unwrap_err().contains("--out"));
         let r = run::<Prog>(&Args { out: None, ..tap }).unwrap();
         assert_eq!((r.frames, r.dropped), (5, 0));
+    }
+
+    #[test]
+    fn a_damaged_capture_replays_what_precedes_the_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = [
+            tcp(1000, 80, 1, 0x02, b""),
+            tcp(80, 1000, 7, 0x12, b""),
+            tcp(1000, 80, 2, 0x10, b""),
+        ];
+        let mut w = PcapOut::new(Vec::new()).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            w.frame(i as u64, f).unwrap();
+        }
+        let mut bytes = w.finish().unwrap();
+        // The third record loses its last 10 bytes.
+        bytes.truncate(bytes.len() - 10);
+        let input = dir.path().join("cut.pcap");
+        std::fs::write(&input, &bytes).unwrap();
+        let third = 24 + 2 * (16 + frames[0].len());
+        let out = dir.path().join("out.pcap");
+        let args = Args {
+            capture: input.clone(),
+            inline: true,
+            out: Some(out.clone()),
+        };
+        let r = run::<Prog>(&args).unwrap();
+        assert_eq!((r.frames, r.forwarded), (2, 2));
+        let want = format!(
+            "{}: damaged at byte {third} (after 2 frames): cut short: record holds {} bytes, {} left",
+            input.display(),
+            frames[2].len(),
+            frames[2].len() - 10
+        );
+        assert_eq!(r.damage.as_deref(), Some(want.as_str()));
+        assert_eq!(Capture::load(&out).unwrap().len(), 2);
     }
 
     /// Forwards everything (subscribes to nothing).

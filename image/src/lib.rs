@@ -14,6 +14,7 @@
 pub mod build;
 pub mod cli;
 pub mod disk;
+pub mod fuzz;
 pub mod host;
 pub mod new;
 pub mod runner;

@@ -93,10 +93,10 @@ fn pcapng_with_nanosecond_resolution() {
 #[test]
 fn bad_captures_are_named_errors() {
     let p = tmp("c.pcapng");
-    std::fs::write(&p, pcapng(113, &[(0, &[0u8; 60][..])])).unwrap();
+    std::fs::write(&p, pcapng(105, &[(0, &[0u8; 60][..])])).unwrap();
     assert!(matches!(
         Capture::load(&p),
-        Err(CaptureError::Linktype(_, 113))
+        Err(CaptureError::Linktype(_, 105))
     ));
     let g = tmp("garbage.pcap");
     std::fs::write(&g, b"this is not a capture at all, not even close......").unwrap();

@@ -194,7 +194,10 @@ impl core::error::Error for ConfigError {}
 pub struct HostStorage<F> {
     flows: Vec<FlowSlot<F>>,
     index: Vec<Bucket>,
-    chunks: Vec<Chunk>,
+    /// The chunk pool as bytes: `vec![0u8; n]` is one zeroed allocation (calloc, pages mapped
+    /// on first write), where `vec![[0u8; CHUNK_SIZE]; n]` is written out (std's zeroed-`vec!`
+    /// shortcut covers arrays of at most 16 elements), which made a 1 KB capture 2 GB resident.
+    pool: Vec<u8>,
     links: Vec<u32>,
     frags: Vec<FragSlot>,
     frag_buf: Vec<u8>,
@@ -212,13 +215,13 @@ impl<F> HostStorage<F> {
         let index = vec![Bucket::EMPTY; (flows.max(1) * 2).next_power_of_two()];
         // Zeroed allocations: the pool's pages become resident only when chunks are used.
         let links = vec![0u32; chunks];
-        let chunks = vec![[0u8; CHUNK_SIZE]; chunks];
+        let pool = vec![0u8; chunks * CHUNK_SIZE];
         let frags = vec![FragSlot::EMPTY; frag_slots];
         let frag_buf = vec![0u8; if frag_slots > 0 { FRAG_DATAGRAM_MAX } else { 0 }];
         HostStorage {
             flows: flows_v,
             index,
-            chunks,
+            pool,
             links,
             frags,
             frag_buf,
@@ -230,7 +233,7 @@ impl<F> HostStorage<F> {
         Storage {
             flows: &mut self.flows,
             index: &mut self.index,
-            chunks: &mut self.chunks,
+            chunks: self.pool.as_chunks_mut().0,
             links: &mut self.links,
             frags: &mut self.frags,
             frag_buf: &mut self.frag_buf,

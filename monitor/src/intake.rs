@@ -103,7 +103,12 @@ fn parse_ipv4(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
         .and_then(|h| h.try_into().ok())
         .ok_or(DropReason::BadIpv4)?;
     let header_len = ((h[0] & 0x0f) * 4) as usize;
-    let total_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    // Total length 0: a segment captured before TCP segmentation offload cut it (the sending
+    // host's capture); the datagram is the whole rest of the frame, as Wireshark takes it.
+    let total_len = match u16::from_be_bytes([h[2], h[3]]) {
+        0 => b.len(),
+        n => n as usize,
+    };
     if b.len() < header_len || header_len > total_len || b.len() < total_len {
         return Err(DropReason::BadIpv4);
     }

@@ -978,6 +978,7 @@ fn flows_ipfix_sends_the_captures_connections_to_nfcapd() {
             capture: pcap.clone(),
             max_flows: image::host::flows::DEFAULT_MAX_FLOWS,
             ipfix: Some(format!("127.0.0.1:{port}")),
+            checksums: image::host::checksum::Checksums::Auto,
         };
         assert_eq!(image::host::cli::run_flows(&args), 0);
     });

@@ -42,6 +42,8 @@ enum Command {
     Replay(image::host::replay::ReplayArgs),
     /// Write a new middlebox app crate (on the appliance crate) into a directory, anywhere.
     New(image::new::NewArgs),
+    /// Install nightly and cargo-fuzz if missing, then run the fuzz targets of monitor/fuzz.
+    Fuzz(image::fuzz::FuzzArgs),
 }
 
 /// The arguments without the subcommand name cargo passes first (`cargo-ferrule ferrule ...`).
@@ -72,6 +74,7 @@ fn main() {
         Command::Bench(a) => image::host::bench::run_bench(&a),
         Command::Replay(a) => image::host::replay::run_replay(&a),
         Command::New(a) => image::new::run_new(&a),
+        Command::Fuzz(a) => image::fuzz::run_fuzz(&a),
     };
     std::process::exit(code);
 }

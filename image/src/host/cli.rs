@@ -168,13 +168,18 @@ pub struct FlowsArgs {
     /// does (see `appliance::mgmt::ipfix`); the JSON lines still go to stdout.
     #[arg(long, value_name = "HOST:PORT")]
     pub ipfix: Option<String>,
+    /// IPv4 header and TCP checksums: verify (drop bad segments), ignore, or auto (verify
+    /// unless over 10 % of the first 1000 TCP segments are bad, as on a capture taken on the
+    /// sending host with checksum offload).
+    #[arg(long, value_enum, default_value_t = super::checksum::Checksums::Auto)]
+    pub checksums: super::checksum::Checksums,
 }
 
 /// Runs `cargo ferrule flows`; returns the exit code.
 pub fn run_flows(args: &FlowsArgs) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if let Err(e) = super::flows::run(&args.capture, args.max_flows, &mut out) {
+    if let Err(e) = super::flows::run(&args.capture, args.max_flows, args.checksums, &mut out) {
         eprintln!("ferrule flows: {e}");
         return 1;
     }

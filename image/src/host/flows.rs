@@ -20,35 +20,74 @@ use monitor::{Config, HostStorage, Monitor};
 
 pub use flowlog::{FlowDigest, FlowLog};
 
-use super::capture::Capture;
+use super::capture::{Capture, CaptureError, CaptureReader};
+use super::checksum::{self, Checker, Checksums};
 use super::json::FlowLine;
 
 /// Stream bytes each side may buffer (a ceiling: all flows share the chunk pool).
 pub const SIDE_CAPACITY: u32 = 16 << 20;
-/// Chunk pool: 2 GiB of address space, resident only as chunks are used.
+/// Chunk pool: 2 GiB of address space, resident only as chunks are used (the pool is one
+/// zeroed allocation, and the monitor hands out never-used chunks last).
 pub const POOL_CHUNKS: usize = (2usize << 30) / monitor::CHUNK_SIZE;
 /// Flow slots (live connections at once).
 pub const DEFAULT_MAX_FLOWS: usize = 1 << 17;
+/// Fewest bytes a capture spends per frame (a pcap record header; a pcapng packet block is
+/// 32): a file of `n` bytes holds at most `n / 16` frames, hence at most that many flows.
+const MIN_RECORD: u64 = 16;
 
-/// The sink of the host tool: every line, in order.
-#[derive(Default)]
-pub struct Lines(pub Vec<String>);
+/// Flow slots for a capture of `file_bytes`: `max_flows`, or fewer when the file cannot hold
+/// that many frames (the flow table is written out at start, ~600 B a slot; a 1 KB capture
+/// needs no 131,072 of them). No flow is ever evicted for the smaller table: each flow needs
+/// a frame, and there are fewer frames than slots.
+pub fn flow_slots(max_flows: usize, file_bytes: u64) -> usize {
+    let frames = usize::try_from(file_bytes / MIN_RECORD + 1).unwrap_or(usize::MAX);
+    max_flows.min(frames).max(1)
+}
 
-impl flowlog::Sink for Lines {
-    fn line(&mut self, line: std::fmt::Arguments<'_>) {
-        self.0.push(line.to_string());
+/// Where frames come from: a capture read as it goes, or one loaded in memory.
+pub trait Frames {
+    /// The next `(timestamp µs, Ethernet frame)`, `None` at the end, or the damage that ends it.
+    fn next_frame(&mut self) -> Result<Option<(u64, &[u8])>, CaptureError>;
+}
+
+impl<R: std::io::Read> Frames for CaptureReader<R> {
+    fn next_frame(&mut self) -> Result<Option<(u64, &[u8])>, CaptureError> {
+        CaptureReader::next_frame(self)
+    }
+}
+
+/// A loaded capture's frames, in order.
+pub struct Loaded<'a> {
+    cap: &'a Capture,
+    next: usize,
+}
+
+impl<'a> Loaded<'a> {
+    /// The frames of `cap`.
+    pub fn new(cap: &'a Capture) -> Self {
+        Loaded { cap, next: 0 }
+    }
+}
+
+impl Frames for Loaded<'_> {
+    fn next_frame(&mut self) -> Result<Option<(u64, &[u8])>, CaptureError> {
+        let f = self.cap.frame(self.next);
+        self.next += 1;
+        Ok(f)
     }
 }
 
 /// Why `flows` failed.
 #[derive(Debug)]
 pub enum FlowsError {
-    /// The capture could not be read.
-    Capture(super::capture::CaptureError),
+    /// The capture could not be read (for a damaged one: after every line before the damage).
+    Capture(CaptureError),
     /// The monitor refused its configuration.
     Config(monitor::ConfigError),
     /// A line flowlog wrote is not the JSON schema (a bug).
     Line(String),
+    /// Writing the output failed.
+    Output(std::io::Error),
 }
 
 impl std::fmt::Display for FlowsError {
@@ -57,6 +96,7 @@ impl std::fmt::Display for FlowsError {
             FlowsError::Capture(e) => write!(f, "{e}"),
             FlowsError::Config(e) => write!(f, "monitor configuration: {e:?}"),
             FlowsError::Line(e) => write!(f, "flowlog line: {e}"),
+            FlowsError::Output(e) => write!(f, "writing the lines: {e}"),
         }
     }
 }
@@ -66,12 +106,24 @@ impl std::error::Error for FlowsError {}
 /// Frames handed to the monitor per receive batch (as a NIC queue would).
 const BATCH: usize = 32;
 
-/// Runs `FlowLog` over a loaded capture and returns its lines exactly as written (in end
-/// order) and the summary object.
-pub fn flow_lines_of(
-    cap: &Capture,
+/// What a run over a capture produced besides its lines.
+pub struct Outcome {
+    /// The summary object.
+    pub summary: serde_json::Value,
+    /// The damage that ended the capture early (every connection seen before it was ended
+    /// and written).
+    pub damage: Option<CaptureError>,
+}
+
+/// Runs `FlowLog` over `frames` into `sink` (each line as the connection ends), frame by
+/// frame (no frame is kept), with `max_flows` flow slots; at the end (or the damage) every
+/// open connection is ended.
+pub fn flows_into<S: flowlog::Sink>(
+    frames: &mut impl Frames,
     max_flows: usize,
-) -> Result<(Vec<String>, serde_json::Value), FlowsError> {
+    mut checker: Checker,
+    sink: S,
+) -> Result<Outcome, FlowsError> {
     let mut storage: HostStorage<FlowDigest> = HostStorage::new(max_flows, POOL_CHUNKS, 256);
     let cfg = Config {
         side_capacity: SIDE_CAPACITY,
@@ -80,16 +132,32 @@ pub fn flow_lines_of(
         hash_key: Config::random_hash_key(),
         ..Config::DEFAULT
     };
-    let mut mon = Monitor::new(FlowLog::new(Lines::default()), cfg, storage.storage())
-        .map_err(FlowsError::Config)?;
-    let mut batch: Vec<(&[u8], u64)> = Vec::with_capacity(BATCH);
-    for (ts, frame) in cap.frames() {
-        batch.push((frame, ts));
-        if batch.len() == BATCH {
-            mon.on_batch(batch.drain(..));
+    let mut mon =
+        Monitor::new(FlowLog::new(sink), cfg, storage.storage()).map_err(FlowsError::Config)?;
+    let mut in_batch = 0;
+    let damage = loop {
+        match frames.next_frame() {
+            Ok(Some((ts, frame))) => {
+                if !checker.pass(frame) {
+                    continue;
+                }
+                if in_batch == 0 {
+                    mon.begin_batch(ts);
+                }
+                let _ = mon.frame(frame, ts);
+                in_batch += 1;
+                if in_batch == BATCH {
+                    mon.end_batch();
+                    in_batch = 0;
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
+    };
+    if in_batch > 0 {
+        mon.end_batch();
     }
-    mon.on_batch(batch.drain(..));
     mon.close_all();
     let c = mon.counters();
     let dropped: serde_json::Map<String, serde_json::Value> = monitor::DropReason::ALL
@@ -114,9 +182,26 @@ pub fn flow_lines_of(
         "rexmits": c.rexmits,
         "dropped_frames": c.total_dropped(),
         "dropped": dropped,
+        "checksums": checker.summary(),
     });
-    let lines = std::mem::take(&mut mon.middlebox_mut().sink().0);
-    Ok((lines, summary))
+    Ok(Outcome { summary, damage })
+}
+
+/// Runs `FlowLog` over a loaded capture and returns its lines exactly as written (in end
+/// order) and the summary object.
+pub fn flow_lines_of(
+    cap: &Capture,
+    max_flows: usize,
+) -> Result<(Vec<String>, serde_json::Value), FlowsError> {
+    let mut lines = Vec::new();
+    let checker = Checker::new(Checksums::Auto, cap.frames().map(|(_, f)| f));
+    let o = flows_into(
+        &mut Loaded::new(cap),
+        max_flows,
+        checker,
+        |l: std::fmt::Arguments<'_>| lines.push(l.to_string()),
+    )?;
+    Ok((lines, o.summary))
 }
 
 /// Runs `FlowLog` over a loaded capture and returns the flow lines parsed (in end order) and
@@ -133,21 +218,61 @@ pub fn flows_of(
     Ok((flows, summary))
 }
 
-/// `cargo ferrule flows`: prints the JSON lines of `path` to `out`.
+/// The checksum policy for the capture at `path`: for `Auto`, decided on its first frames
+/// (read once more from the start, up to [`checksum::SAMPLE`] TCP segments or the damage).
+pub fn checker_for(path: &Path, mode: Checksums) -> Result<Checker, FlowsError> {
+    if mode != Checksums::Auto {
+        return Ok(Checker::new(mode, std::iter::empty()));
+    }
+    let mut r = CaptureReader::open(path).map_err(FlowsError::Capture)?;
+    let mut sample: Vec<Vec<u8>> = Vec::new();
+    let mut tcp = 0;
+    while tcp < checksum::SAMPLE {
+        match r.next_frame() {
+            Ok(Some((_, f))) => {
+                if checksum::check(f) != checksum::Check::Unchecked {
+                    tcp += 1;
+                    sample.push(f.to_vec());
+                }
+            }
+            _ => break,
+        }
+    }
+    Ok(Checker::new(mode, sample.iter().map(|f| &f[..])))
+}
+
+/// `cargo ferrule flows`: streams the JSON lines of `path` to `out` as connections end, then
+/// the summary. A damaged capture: every line up to the damage and the summary are written,
+/// then the damage is the error.
 pub fn run(
     path: &Path,
     max_flows: usize,
+    checksums: Checksums,
     out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let cap = Capture::load(path).map_err(FlowsError::Capture)?;
-    let (lines, summary) = flow_lines_of(&cap, max_flows)?;
-    for l in &lines {
-        out.write_all(l.as_bytes())?;
-        out.write_all(b"\n")?;
+) -> Result<(), FlowsError> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let checker = checker_for(path, checksums)?;
+    let mut reader = CaptureReader::open(path).map_err(FlowsError::Capture)?;
+    let slots = flow_slots(max_flows, size);
+    let mut err = None;
+    let o = flows_into(&mut reader, slots, checker, |l: std::fmt::Arguments<'_>| {
+        if err.is_none() {
+            if let Err(e) = out.write_fmt(l).and_then(|()| out.write_all(b"\n")) {
+                err = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = err {
+        return Err(FlowsError::Output(e));
     }
-    serde_json::to_writer(&mut *out, &serde_json::json!({ "summary": summary }))?;
-    out.write_all(b"\n")?;
-    Ok(())
+    let summary = serde_json::json!({ "summary": o.summary });
+    serde_json::to_writer(&mut *out, &summary).map_err(|e| FlowsError::Output(e.into()))?;
+    out.write_all(b"\n").map_err(FlowsError::Output)?;
+    out.flush().map_err(FlowsError::Output)?;
+    match o.damage {
+        Some(e) => Err(FlowsError::Capture(e)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

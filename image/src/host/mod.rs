@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod capture;
+pub mod checksum;
 pub mod cli;
 pub mod engine;
 pub mod floor;

@@ -173,7 +173,9 @@ fn replay_sample(name: &str, a: &ReplayArgs) -> Result<(), String> {
             "--inline and --out are for apps on the appliance crate; the sample {name} has its own mode"
         ));
     }
-    let cap = Capture::load(&a.capture).map_err(|e| e.to_string())?;
+    // A damaged capture: the frames before the damage are replayed, then the damage is the
+    // error (exit 1).
+    let (cap, damage) = Capture::load_partial(&a.capture).map_err(|e| e.to_string())?;
     match name {
         "midstat" => {
             let mut next_print = 0u64;
@@ -246,7 +248,10 @@ fn replay_sample(name: &str, a: &ReplayArgs) -> Result<(), String> {
         }
         other => return Err(format!("{other} is not a sample app")),
     }
-    Ok(())
+    match damage {
+        Some(e) => Err(e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// The side's name as replay prints it (the side whose buffer holds the bytes: `server` =
