@@ -118,8 +118,8 @@ pub fn guest_rustflags() -> String {
     )
 }
 
-/// Finds the bin name of the app crate at `dir` (or `dir/Cargo.toml`) with `cargo metadata`.
-fn app_name_at(manifest: &Path) -> Result<String, Error> {
+/// `cargo metadata --no-deps` of `manifest` (a crate or workspace `Cargo.toml`).
+pub(crate) fn cargo_metadata(manifest: &Path) -> Result<serde_json::Value, Error> {
     let out = cargo()
         .args([
             "metadata",
@@ -129,17 +129,23 @@ fn app_name_at(manifest: &Path) -> Result<String, Error> {
             "--manifest-path",
         ])
         .arg(manifest)
-        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::Tool("cargo".into(), e))?;
     if !out.status.success() {
         return Err(Error::Build(format!(
-            "cargo metadata failed for {}",
-            manifest.display()
+            "cargo metadata failed for {}:\n{}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
         )));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Build(format!("cargo metadata output: {e}")))?;
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Build(format!("cargo metadata output: {e}")))
+}
+
+/// Finds the bin name of the app crate at `dir` (or `dir/Cargo.toml`) with `cargo metadata`.
+fn app_name_at(manifest: &Path) -> Result<String, Error> {
+    let v = cargo_metadata(manifest)?;
     let want = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
     let packages = v["packages"].as_array().cloned().unwrap_or_default();
     for p in &packages {

@@ -26,31 +26,6 @@ pub struct AppCrate {
     pub in_workspace: bool,
 }
 
-/// `cargo metadata --no-deps` of `manifest` (a crate or workspace `Cargo.toml`).
-fn metadata(manifest: &Path) -> Result<serde_json::Value, Error> {
-    let out = build::cargo()
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--manifest-path",
-        ])
-        .arg(manifest)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Tool("cargo".into(), e))?;
-    if !out.status.success() {
-        return Err(Error::Build(format!(
-            "cargo metadata failed for {}:\n{}",
-            manifest.display(),
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        )));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Build(format!("cargo metadata output: {e}")))
-}
-
 /// Reads one package object of `cargo metadata`.
 fn app_crate_of(p: &serde_json::Value, in_workspace: bool) -> Result<AppCrate, Error> {
     let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap_or_default());
@@ -118,7 +93,7 @@ impl AppCrate {
         match app {
             App::Package(name) => {
                 let root = build::workspace_root().join("Cargo.toml");
-                let v = metadata(&root)?;
+                let v = build::cargo_metadata(&root)?;
                 let packages = v["packages"].as_array().cloned().unwrap_or_default();
                 match packages.iter().find(|p| p["name"] == name.as_str()) {
                     Some(p) => app_crate_of(p, true),
@@ -136,7 +111,7 @@ impl AppCrate {
             }
             App::Path(p) => {
                 let manifest = manifest_of(p)?;
-                let v = metadata(&manifest)?;
+                let v = build::cargo_metadata(&manifest)?;
                 let ws_root = PathBuf::from(v["workspace_root"].as_str().unwrap_or_default());
                 let in_workspace = std::fs::canonicalize(&ws_root).ok()
                     == std::fs::canonicalize(build::workspace_root()).ok();
