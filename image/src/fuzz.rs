@@ -6,9 +6,9 @@
 //! `monitor/fuzz/corpus/TARGET` is read as seeds, never written). A crash leaves its input in
 //! `monitor/fuzz/artifacts/TARGET/`; copied into `monitor/fuzz/regressions/TARGET/` it is
 //! replayed by the stable tests (`monitor/tests/fuzz_*.rs`, `image/tests/fuzz_replay.rs`).
-//! With `--record`, a row per target is appended to `FUZZING.md`.
+//! With `--record`, a row per target is added to the log table of `FUZZING.md`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -191,22 +191,37 @@ fn record(root: &Path, runs: &[TargetRun]) -> Result<(), FuzzError> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(root.join("FUZZING.md"))
-        .map_err(FuzzError::Record)?;
-    for r in runs {
-        writeln!(
-            f,
-            "| {date} | {} | {} | {} | {} |",
-            r.target,
-            r.seconds,
-            r.executions,
-            if r.crashed { "crash" } else { "no crash" }
-        )
-        .map_err(FuzzError::Record)?;
-    }
-    Ok(())
+    let rows: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "| {date} | {} | {} | {} | {} |",
+                r.target,
+                r.seconds,
+                r.executions,
+                if r.crashed { "crash" } else { "no crash" }
+            )
+        })
+        .collect();
+    let path = root.join("FUZZING.md");
+    let text = std::fs::read_to_string(&path).map_err(FuzzError::Record)?;
+    std::fs::write(&path, with_rows(&text, &rows)).map_err(FuzzError::Record)
+}
+
+/// `text` with `rows` added after the last row of its last table (at the end if it has none),
+/// so the log table stays one table whatever prose follows it.
+fn with_rows(text: &str, rows: &[String]) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.starts_with('|'))
+        .map_or(lines.len(), |i| i + 1);
+    let mut out: Vec<&str> = lines[..at].to_vec();
+    out.extend(rows.iter().map(String::as_str));
+    out.extend(&lines[at..]);
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
 }
 
 /// Runs `cargo ferrule fuzz`; returns the targets' runs.
@@ -310,5 +325,19 @@ mod tests {
             record: false,
         };
         assert!(matches!(fuzz(&a), Err(FuzzError::Minutes(m)) if m == 0.0));
+    }
+
+    #[test]
+    fn recorded_rows_go_after_the_tables_last_row() {
+        let text = "# F\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nTotal: prose.\n";
+        let got = with_rows(text, &["| 3 | 4 |".to_string(), "| 5 | 6 |".to_string()]);
+        assert_eq!(
+            got,
+            "# F\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n| 5 | 6 |\n\nTotal: prose.\n"
+        );
+        assert_eq!(
+            with_rows("no table\n", &["| x |".to_string()]),
+            "no table\n| x |\n"
+        );
     }
 }
