@@ -143,6 +143,21 @@ pub(crate) fn cargo_metadata(manifest: &Path) -> Result<serde_json::Value, Error
         .map_err(|e| Error::Build(format!("cargo metadata output: {e}")))
 }
 
+/// The names of a `cargo metadata` package's bin targets.
+pub(crate) fn bin_targets(p: &serde_json::Value) -> Vec<String> {
+    p["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .filter_map(|t| t["name"].as_str().map(String::from))
+        .collect()
+}
+
 /// Finds the bin name of the app crate at `dir` (or `dir/Cargo.toml`) with `cargo metadata`.
 fn app_name_at(manifest: &Path) -> Result<String, Error> {
     let v = cargo_metadata(manifest)?;
@@ -153,17 +168,7 @@ fn app_name_at(manifest: &Path) -> Result<String, Error> {
         if std::fs::canonicalize(&mp).unwrap_or(mp) != want {
             continue;
         }
-        let bins: Vec<String> = p["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| {
-                t["kind"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
-            })
-            .filter_map(|t| t["name"].as_str().map(String::from))
-            .collect();
+        let bins = bin_targets(p);
         return match bins.as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(Error::Build(format!(

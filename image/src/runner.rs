@@ -35,17 +35,7 @@ fn app_crate_of(p: &serde_json::Value, in_workspace: bool) -> Result<AppCrate, E
         .into_iter()
         .flatten()
         .any(|d| d["name"] == APPLIANCE_CRATE && d["kind"].is_null());
-    let bins: Vec<String> = p["targets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| {
-            t["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "bin"))
-        })
-        .filter_map(|t| t["name"].as_str().map(String::from))
-        .collect();
+    let bins = build::bin_targets(p);
     let bin = match bins.as_slice() {
         [one] => one.clone(),
         [] => {
