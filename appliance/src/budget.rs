@@ -33,8 +33,14 @@ pub fn storage_bytes<F>(s: &Settings) -> u64 {
     let links = (s.chunks * size_of::<u32>()) as u64;
     let frags = (s.frag_slots * size_of::<FragSlot>()) as u64;
     let frag_buf = frag_buf_len(s) as u64;
-    let mut total =
-        pages(flows) + pages(index) + pages(chunks) + pages(links) + pages(frags) + pages(frag_buf);
+    let extras = (s.flows * size_of::<monitor::FlowExtra>()) as u64;
+    let mut total = pages(flows)
+        + pages(index)
+        + pages(chunks)
+        + pages(links)
+        + pages(frags)
+        + pages(frag_buf)
+        + pages(extras);
     if s.mode == Mode::Inline {
         let held = s.frag_slots * HELD_PER_SLOT;
         total += pages((STAGE_FRAMES * HOLD_FRAME_MAX) as u64)

@@ -26,7 +26,8 @@ use drivers::{Mmio, RX_BATCH};
 use kernel::app::PciFunction;
 use kernel::nic::{drivers_address, KernelHal};
 use kernel::{println, time, App, AppError, Core, Machine};
-use monitor::{Bucket, DropReason, FlowSlot, FragSlot, Middlebox, Monitor, Storage, Verdict};
+use monitor::Verdict;
+use monitor::{Bucket, DropReason, FlowExtra, FlowSlot, FragSlot, Middlebox, Monitor, Storage};
 
 use crate::frags::{fate, frag_key, marks, Fate, FragHold, Held, HELD_PER_SLOT, HOLD_FRAME_MAX};
 use crate::log::ring;
@@ -724,6 +725,7 @@ where
             links: kernel::mem::alloc_slice(s.chunks, || 0u32),
             frags: kernel::mem::alloc_slice(s.frag_slots, || FragSlot::EMPTY),
             frag_buf: kernel::mem::alloc_slice(budget::frag_buf_len(&s), || 0u8),
+            extras: kernel::mem::alloc_slice(s.flows, || FlowExtra::EMPTY),
         };
         let mut log = Log::for_core(id);
         let info = CoreInfo {

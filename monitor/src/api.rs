@@ -378,6 +378,15 @@ pub enum ActionError {
     TooLarge,
     /// The inject queue is full; drain it with `Monitor::drain_injected`.
     QueueFull,
+    /// The monitor has no flow-extra table (`Storage::extras` is empty), which re-keying,
+    /// length-changing rewrites, per-flow subscriptions, per-side stop and resets need.
+    NoExtras,
+    /// The handle names no live flow of this monitor (closed, or its slot reused).
+    BadFlow,
+    /// Not an event of this monitor (built-in, or defined / allocated by its registry).
+    BadEvent,
+    /// A payload splice outside the current packet's payload.
+    OutOfRange,
 }
 
 impl core::fmt::Display for ActionError {
@@ -388,11 +397,66 @@ impl core::fmt::Display for ActionError {
             ActionError::NoFlow => "no current flow",
             ActionError::TooLarge => "frame too large or not rewritable",
             ActionError::QueueFull => "inject queue full",
+            ActionError::NoExtras => "no flow-extra table (Storage::extras is empty)",
+            ActionError::BadFlow => "flow handle names no live flow",
+            ActionError::BadEvent => "not an event of this monitor",
+            ActionError::OutOfRange => "splice outside the packet's payload",
         })
     }
 }
 
 impl core::error::Error for ActionError {}
+
+/// A parsed view of the current packet (`Ctx::packet_info`), as it stands (after any rewrite
+/// made so far by the callbacks). Offsets index the frame `Ctx::packet` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// Source address.
+    pub src: core::net::IpAddr,
+    /// Destination address.
+    pub dst: core::net::IpAddr,
+    /// TCP source port.
+    pub sport: u16,
+    /// TCP destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// TCP flags byte (`PacketInfo::FIN` ... `PacketInfo::CWR`).
+    pub flags: u8,
+    /// Window field, unscaled.
+    pub window: u16,
+    /// Offset of the IP header in the frame.
+    pub l3_off: usize,
+    /// Offset of the TCP header in the frame (past any IPv6 extension headers).
+    pub l4_off: usize,
+    /// Offset of the TCP payload in the frame.
+    pub payload_off: usize,
+    /// Bytes of TCP payload (Ethernet padding excluded).
+    pub payload_len: usize,
+    /// The side that sent the packet (`None` for a packet of no flow, e.g. in `ORPHAN`).
+    pub sender: Option<Side>,
+}
+
+impl PacketInfo {
+    /// FIN flag bit.
+    pub const FIN: u8 = 0x01;
+    /// SYN flag bit.
+    pub const SYN: u8 = 0x02;
+    /// RST flag bit.
+    pub const RST: u8 = 0x04;
+    /// PSH flag bit.
+    pub const PSH: u8 = 0x08;
+    /// ACK flag bit.
+    pub const ACK: u8 = 0x10;
+    /// URG flag bit.
+    pub const URG: u8 = 0x20;
+    /// ECE flag bit.
+    pub const ECE: u8 = 0x40;
+    /// CWR flag bit.
+    pub const CWR: u8 = 0x80;
+}
 
 /// What the caller should do with a frame after the monitor saw it (inline mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! appliance, or one allocation at start on a host ([`HostStorage`], `std` feature).
 
 use crate::api::Overlap;
+use crate::engine::FlowExtra;
 use crate::flow::{Bucket, FlowSlot};
 use crate::intake::FragSlot;
 use crate::reasm::Chunk;
@@ -160,6 +161,10 @@ pub struct Storage<'a, F> {
     /// Where a complete datagram is assembled for parsing: [`FRAG_DATAGRAM_MAX`] bytes for any
     /// datagram; a shorter buffer lowers the largest one reassembled.
     pub frag_buf: &'a mut [u8],
+    /// The flow-extra table (see [`FlowExtra`]): empty, or exactly `flows.len()` records (one
+    /// per slot). Needed by NAT (a rewrite that changes addresses or ports re-keys the flow),
+    /// length-changing rewrites, per-flow subscriptions, per-side stop and `reset_conn`.
+    pub extras: &'a mut [FlowExtra],
 }
 
 /// Why `Monitor::new` refused its storage or configuration.
@@ -173,6 +178,8 @@ pub enum ConfigError {
     PoolSize,
     /// Too many user-defined events (more than [`MAX_USER_EVENTS`]) or a parent that is no event.
     BadEvent,
+    /// `extras` is neither empty nor as long as `flows`.
+    ExtrasSize,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -182,6 +189,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::IndexSize => "index length must be a power of two >= 2 x flow slots",
             ConfigError::PoolSize => "chunk pool must hold fewer than u32::MAX chunks",
             ConfigError::BadEvent => "too many user events, or the parent is no event",
+            ConfigError::ExtrasSize => "flow-extra table must be empty or one record per flow slot",
         })
     }
 }
@@ -201,6 +209,7 @@ pub struct HostStorage<F> {
     links: Vec<u32>,
     frags: Vec<FragSlot>,
     frag_buf: Vec<u8>,
+    extras: Vec<FlowExtra>,
 }
 
 #[cfg(feature = "std")]
@@ -218,8 +227,10 @@ impl<F> HostStorage<F> {
         let pool = vec![0u8; chunks * CHUNK_SIZE];
         let frags = vec![FragSlot::EMPTY; frag_slots];
         let frag_buf = vec![0u8; if frag_slots > 0 { FRAG_DATAGRAM_MAX } else { 0 }];
+        let extras = vec![FlowExtra::EMPTY; flows];
         HostStorage {
             flows: flows_v,
+            extras,
             index,
             pool,
             links,
@@ -237,6 +248,7 @@ impl<F> HostStorage<F> {
             links: &mut self.links,
             frags: &mut self.frags,
             frag_buf: &mut self.frag_buf,
+            extras: &mut self.extras,
         }
     }
 }

@@ -121,7 +121,7 @@ mod reasm;
 
 pub use api::{
     ActionError, BufInfo, ErrorReason, Event, FlowHandle, Frag, Hook, LossCause, Middlebox,
-    Overlap, PeekError, Side, TcpState, Verdict,
+    Overlap, PacketInfo, PeekError, Side, TcpState, Verdict,
 };
 #[cfg(feature = "std")]
 pub use config::HostStorage;
@@ -129,7 +129,7 @@ pub use config::{
     Config, ConfigError, Counters, DropReason, Storage, CHUNK_SIZE, EVICT_SCAN, FRAG_DATAGRAM_MAX,
     INJECT_MAX, INJECT_SLOTS, MAX_ISLANDS, MAX_TIMERS, MAX_USER_EVENTS, REWRITE_MAX,
 };
-pub use engine::{Core, Ctx, Endpoints, Monitor, Registry};
+pub use engine::{Core, Ctx, Endpoints, FlowExtra, Monitor, Registry};
 pub use flow::{Bucket, FlowSlot};
 pub use intake::FragSlot;
 pub use reasm::{Chunk, EMPTY_CHUNK};

@@ -1,5 +1,6 @@
 //! Raising events: hooks, user-defined event filters, state changes, the end of a flow.
 
+use super::alias::{STOP_CLIENT, STOP_SERVER};
 use super::slots::free_flow;
 use super::{Core, Ctx};
 use crate::api::{ErrorReason, Event, Hook, Middlebox, Side, TcpState};
@@ -16,14 +17,25 @@ pub(super) fn raise_at<M: Middlebox>(
     side: Side,
 ) {
     let h = hook as usize;
-    if core.reg.interest[h] & ev.0 == 0 {
+    let (on, off, xflags) = flow_masks(core, flow, h);
+    if (core.reg.interest[h] | on) & ev.0 == 0 {
         return;
     }
+    // Per-side stop (`Ctx::stop_side`): no callbacks for that side, except the flow's end.
+    let stop = if side == Side::Client {
+        STOP_CLIENT
+    } else {
+        STOP_SERVER
+    };
+    if xflags & stop != 0 && ev != Event::CONN_END {
+        return;
+    }
+    let subs = (core.reg.subs[h] | on) & !off;
     let mut cx = Ctx { core, flow, frame };
-    if cx.core.reg.subs[h] & ev.0 != 0 {
+    if subs & ev.0 != 0 {
         mb.on_event(&mut cx, ev, hook, side);
     }
-    let needed = cx.core.reg.needed[h];
+    let needed = cx.core.reg.needed[h] | (on & !((1u64 << Event::FIRST_UDE_BIT) - 1));
     if needed == 0 {
         return;
     }
@@ -32,15 +44,24 @@ pub(super) fn raise_at<M: Middlebox>(
     for i in 0..n {
         let bit = 1u64 << (Event::FIRST_UDE_BIT as usize + i);
         let u = cx.core.reg.udes[i];
-        if needed & bit == 0 || fired & u.parent.0 == 0 {
+        if needed & bit == 0 || fired & u.parent.0 == 0 || u.floating {
             continue;
         }
         if mb.filter(u.key, &mut cx, u.parent, hook, side) {
             fired |= bit;
-            if cx.core.reg.subs[h] & bit != 0 {
+            if subs & bit != 0 {
                 mb.on_event(&mut cx, Event(bit), hook, side);
             }
         }
+    }
+}
+
+/// The flow's own subscriptions and unsubscriptions at hook `h`, and its extra flags.
+#[inline]
+pub(super) fn flow_masks<F>(core: &Core<'_, F>, flow: Option<u32>, h: usize) -> (u64, u64, u8) {
+    match flow.and_then(|s| core.x.tab.get(s as usize)) {
+        Some(e) => (e.on[h], e.off[h], e.flags),
+        None => (0, 0, 0),
     }
 }
 
@@ -56,7 +77,7 @@ pub(super) fn raise_pair<M: Middlebox>(
 ) {
     // Inlined check so that an event nobody listens to (PKT_IN, most often) costs a load and a
     // test on the packet path instead of a call.
-    if core.reg.any_interest & ev.0 == 0 {
+    if (core.reg.any_interest | core.x.flow_subs) & ev.0 == 0 {
         return;
     }
     raise_pair_slow(mb, core, flow, frame, ev, sender);
@@ -103,7 +124,7 @@ pub(super) fn raise_one<M: Middlebox>(
     side: Side,
 ) {
     let i = &core.reg.interest;
-    if (i[hook as usize] | i[Hook::Any as usize]) & ev.0 == 0
+    if (i[hook as usize] | i[Hook::Any as usize] | core.x.flow_subs) & ev.0 == 0
         || core.flows[flow as usize].flags & MONITORING_STOPPED != 0
     {
         return;
@@ -138,7 +159,7 @@ pub(super) fn flush_new_data<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Fl
         if s.flags & NEW_DATA_PENDING != 0 {
             s.flags &= !NEW_DATA_PENDING;
             // `side` received the data: its peer sent it.
-            if core.reg.any_interest & Event::CONN_NEW_DATA.0 != 0 {
+            if (core.reg.any_interest | core.x.flow_subs) & Event::CONN_NEW_DATA.0 != 0 {
                 raise_pair_body(mb, core, flow, None, Event::CONN_NEW_DATA, side.peer());
             }
         }
@@ -161,9 +182,11 @@ pub(super) fn end_flow<M: Middlebox>(
         flush_new_data(mb, core, flow);
         let r = &core.reg;
         let ev = Event::CONN_END.0;
-        let (hook, side) = if r.interest[Hook::Snd as usize] & ev != 0 {
+        let at =
+            |h: Hook| (r.interest[h as usize] | flow_masks(core, Some(flow), h as usize).0) & ev;
+        let (hook, side) = if at(Hook::Snd) != 0 {
             (Hook::Snd, sender)
-        } else if r.interest[Hook::Rcv as usize] & ev != 0 {
+        } else if at(Hook::Rcv) != 0 {
             (Hook::Rcv, sender.peer())
         } else {
             (Hook::Any, sender.peer())

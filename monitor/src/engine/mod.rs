@@ -7,15 +7,18 @@
 //! closes (after any pending `CONN_NEW_DATA` of that flow). `CONN_NEW_DATA` for the other flows
 //! comes once per flow side after the batch (`end_batch`).
 
+mod alias;
 mod checksum;
 mod ctx;
 mod dispatch;
 mod payload;
 mod read;
 mod registry;
+mod rewrite;
 mod slots;
 mod tcp;
 
+pub use alias::FlowExtra;
 pub use registry::Registry;
 
 use core::net::IpAddr;
@@ -75,6 +78,8 @@ pub struct Core<'a, F> {
     /// Why the `ERROR` being raised was raised (`Ctx::error_reason`).
     error: Option<ErrorReason>,
     inject: heapless::Deque<heapless::Vec<u8, INJECT_MAX>, INJECT_SLOTS>,
+    /// The flow-extra table and the per-flow API's state (`rewrite`).
+    x: rewrite::Extras<'a>,
 }
 
 /// The view a callback gets: the current flow and packet, `ppeek`/`peek`, actions and timers.
@@ -121,6 +126,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         for b in st.index.iter_mut() {
             *b = Bucket::EMPTY;
         }
+        let x = rewrite::Extras::new(st.extras, n)?;
         let mut reg = Registry::new();
         mb.init(&mut reg);
         Ok(Monitor {
@@ -150,6 +156,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 },
                 error: None,
                 inject: heapless::Deque::new(),
+                x,
             },
             frags: FragTable {
                 slots: st.frags,
@@ -304,6 +311,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             }
             i = next;
         }
+        rewrite::settle(mb, core);
         let now = core.now;
         self.frags.expire(
             now,
@@ -380,6 +388,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 frame: None,
             };
             self.mb.on_timer(&mut cx, t.id);
+            rewrite::settle(&mut self.mb, core);
         }
     }
 
@@ -408,6 +417,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         core.pkt.dropped = false;
         core.pkt.modified = false;
         core.pkt.rewritable = false;
+        core.x.begin_frame(ts_us);
         match intake::parse_l3(frame) {
             Err(r) => core.counters.dropped[r as usize] += 1,
             Ok(L3::Tcp { addrs, seg, l3_off }) => {
@@ -463,6 +473,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 }
             }
         }
+        rewrite::after_frame(&mut self.mb, &mut self.core, frame);
         let core = &mut self.core;
         if core.pkt.dropped {
             Verdict::Drop

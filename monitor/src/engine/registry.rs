@@ -7,6 +7,8 @@ use crate::config::{ConfigError, MAX_TIMERS, MAX_USER_EVENTS};
 pub(super) struct Ude {
     pub(super) parent: Event,
     pub(super) key: u32,
+    /// Allocated with `alloc_event`: no filter, raised only by `Ctx::raise_event`.
+    pub(super) floating: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -46,7 +48,7 @@ impl Registry {
         }
     }
 
-    fn is_event(&self, ev: Event) -> bool {
+    pub(super) fn is_event(&self, ev: Event) -> bool {
         ev.is_builtin() && Event::BUILTIN.contains(&ev) || self.ude_index(ev).is_some()
     }
 
@@ -90,14 +92,35 @@ impl Registry {
         if let Some(i) = self
             .udes
             .iter()
-            .position(|u| u.parent == parent && u.key == key)
+            .position(|u| u.parent == parent && u.key == key && !u.floating)
         {
             return Ok(Event(1 << (Event::FIRST_UDE_BIT as usize + i)));
         }
+        self.push(Ude {
+            parent,
+            key,
+            floating: false,
+        })
+    }
+
+    /// Allocate a floating user event under `parent` (mOS `mtcp_alloc_event`): it has no
+    /// filter and is raised only by `Ctx::raise_event`, from a callback or a timer, for a flow
+    /// or none. Children defined on it with [`Registry::define`] are filtered when it is
+    /// raised. Each call allocates a new id.
+    pub fn alloc_event(&mut self, parent: Event) -> Result<Event, ConfigError> {
+        if !self.is_event(parent) {
+            return Err(ConfigError::BadEvent);
+        }
+        self.push(Ude {
+            parent,
+            key: 0,
+            floating: true,
+        })
+    }
+
+    fn push(&mut self, u: Ude) -> Result<Event, ConfigError> {
         let i = self.udes.len();
-        self.udes
-            .push(Ude { parent, key })
-            .map_err(|_| ConfigError::BadEvent)?;
+        self.udes.push(u).map_err(|_| ConfigError::BadEvent)?;
         self.recompute();
         Ok(Event(1 << (Event::FIRST_UDE_BIT as usize + i)))
     }
@@ -143,8 +166,10 @@ impl Registry {
             self.needed[h] = needed;
             let mut interest = self.subs[h];
             for (i, u) in self.udes.iter().enumerate() {
-                if needed & (1 << (Event::FIRST_UDE_BIT as usize + i)) != 0 {
-                    interest |= u.parent.0;
+                let bit = 1u64 << (Event::FIRST_UDE_BIT as usize + i);
+                if needed & bit != 0 {
+                    // A floating event is raised by hand, never derived from its parent.
+                    interest |= if u.floating { bit } else { u.parent.0 };
                 }
             }
             self.interest[h] = interest;

@@ -123,6 +123,7 @@ pub(super) fn ip_key(a: &Addrs, t: &Tcp<'_>) -> (FlowKey, bool) {
 pub(super) fn free_flow<F>(core: &mut Core<'_, F>, flow: u32) {
     let hash = core.flows[flow as usize].hash as u64;
     flow::remove(core.index, core.flows, hash, flow);
+    super::rewrite::on_free(core, flow);
     let pool = &mut core.pool;
     let f = &mut core.flows[flow as usize];
     for s in f.sides.iter_mut() {

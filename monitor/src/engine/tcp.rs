@@ -2,6 +2,7 @@
 
 use super::dispatch::{end_flow, raise_at, raise_error, raise_pair, set_state};
 use super::payload::store_payload;
+use super::rewrite;
 use super::slots::{create_flow, ip_key};
 use super::Core;
 use crate::api::{ErrorReason, Event, Hook, LossCause, Middlebox, Side, TcpState};
@@ -28,7 +29,17 @@ pub(super) fn process_tcp<M: Middlebox>(
     let hash = key.hash(&core.cfg.hash_key);
     let fr = Some(frame);
     let mut fresh = false;
-    let slot = match flow::lookup(core.index, core.flows, &key, hash) {
+    // The client-is-`a` bit of the alias key, for a packet found through the flow's alias.
+    let mut alias_cia = None;
+    let found = match flow::lookup(core.index, core.flows, &key, hash) {
+        Some(s) => Some(s),
+        // The primary lookup missed: a reply to a rewritten tuple finds its flow here.
+        None => rewrite::lookup_alias(core, &key, hash).map(|(s, cia)| {
+            alias_cia = Some(cia);
+            s
+        }),
+    };
+    let slot = match found {
         Some(s) => s,
         None => {
             if t.syn && !t.ack_flag && !t.rst {
@@ -84,17 +95,30 @@ pub(super) fn process_tcp<M: Middlebox>(
     };
     let f = &mut core.flows[slot as usize];
     f.last_seen = flow::tick_of(core.now);
-    if f.flags & MONITORING_STOPPED != 0 {
-        core.counters.dropped[DropReason::Unmonitored as usize] += 1;
-        return;
-    }
-    core.counters.tcp_packets += 1;
-    let client_is_a = f.flags & CLIENT_IS_ENDPOINT_A != 0;
+    let client_is_a = alias_cia.unwrap_or(f.flags & CLIENT_IS_ENDPOINT_A != 0);
+    let stopped = f.flags & MONITORING_STOPPED != 0;
     let snd = if sender_is_a == client_is_a {
         Side::Client
     } else {
         Side::Server
     };
+    let shifted;
+    let t = if core.x.tab.is_empty() {
+        t
+    } else {
+        match rewrite::on_packet(core, slot, snd, frame, t) {
+            Some(x) => {
+                shifted = x;
+                &shifted
+            }
+            None => t,
+        }
+    };
+    if stopped {
+        core.counters.dropped[DropReason::Unmonitored as usize] += 1;
+        return;
+    }
+    core.counters.tcp_packets += 1;
     let rcv = snd.peer();
     if fresh {
         raise_pair(mb, core, slot, fr, Event::CONN_START, snd);

@@ -1,0 +1,402 @@
+//! NAT-capable flows (issue 9 item 1): a rewrite of the client's addresses or ports re-keys
+//! the server half, so replies to the rewritten tuple find the same flow on the server side;
+//! checksums stay valid (IPv4, TCP, IPv6 pseudo-header past extension headers); length-changing
+//! rewrites keep sequence and acknowledgment numbers consistent while the monitor's streams
+//! stay what it received. Checksums are verified by the test's own sum, not the monitor's.
+
+mod common;
+
+use std::net::IpAddr;
+
+use common::*;
+use monitor::{
+    ActionError, Config, Ctx, DropReason, Event, FlowHandle, Hook, HostStorage, Middlebox, Monitor,
+    Side, Verdict,
+};
+
+/// One's-complement sum over big-endian words (the test's own, independent of the monitor).
+fn sum(d: &[u8]) -> u32 {
+    d.chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]) as u32)
+        .sum()
+}
+
+fn folds_to_ffff(mut s: u32) -> bool {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s == 0xffff
+}
+
+/// Parsed view of an untagged Ethernet frame: (src, dst, tcp segment), checksums checked.
+fn check(f: &[u8]) -> (IpAddr, IpAddr, Vec<u8>) {
+    let et = u16::from_be_bytes([f[12], f[13]]);
+    if et == 0x0800 {
+        let ip = &f[14..];
+        let ihl = (ip[0] & 0xf) as usize * 4;
+        assert!(folds_to_ffff(sum(&ip[..ihl])), "IPv4 header checksum");
+        let tot = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+        let seg = &ip[ihl..tot];
+        let pseudo = sum(&ip[12..20]) + 6 + seg.len() as u32;
+        assert!(folds_to_ffff(pseudo + sum(seg)), "TCP checksum (IPv4)");
+        let a: [u8; 4] = ip[12..16].try_into().unwrap();
+        let b: [u8; 4] = ip[16..20].try_into().unwrap();
+        (IpAddr::from(a), IpAddr::from(b), seg.to_vec())
+    } else {
+        assert_eq!(et, 0x86dd);
+        let ip = &f[14..];
+        let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+        let mut nh = ip[6];
+        let mut at = 40;
+        while nh != 6 {
+            assert!(matches!(nh, 0 | 43 | 60), "extension header {nh}");
+            nh = ip[at];
+            at += (ip[at + 1] as usize + 1) * 8;
+        }
+        let seg = &ip[at..40 + plen];
+        let pseudo = sum(&ip[8..40]) + 6 + seg.len() as u32;
+        assert!(folds_to_ffff(pseudo + sum(seg)), "TCP checksum (IPv6)");
+        let a: [u8; 16] = ip[8..24].try_into().unwrap();
+        let b: [u8; 16] = ip[24..40].try_into().unwrap();
+        (IpAddr::from(a), IpAddr::from(b), seg.to_vec())
+    }
+}
+
+fn ports(seg: &[u8]) -> (u16, u16) {
+    (
+        u16::from_be_bytes([seg[0], seg[1]]),
+        u16::from_be_bytes([seg[2], seg[3]]),
+    )
+}
+
+fn seq_ack(seg: &[u8]) -> (u32, u32) {
+    (
+        u32::from_be_bytes(seg[4..8].try_into().unwrap()),
+        u32::from_be_bytes(seg[8..12].try_into().unwrap()),
+    )
+}
+
+/// Write `addr` as the source (`src`) or destination address of an IPv4/IPv6 frame whose IP
+/// header starts at 14, and `port` as the matching port of the TCP header at `l4`.
+fn set_addr(f: &mut [u8], l4: usize, src: bool, addr: IpAddr, port: u16) {
+    match addr {
+        IpAddr::V4(a) => {
+            let at = if src { 26 } else { 30 };
+            f[at..at + 4].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            let at = if src { 22 } else { 38 };
+            f[at..at + 16].copy_from_slice(&a.octets());
+        }
+    }
+    let at = if src { l4 } else { l4 + 2 };
+    f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+}
+
+/// Source NAT: the client's packets leave from `public`, the server's go back to the client.
+#[derive(Default)]
+struct Nat {
+    public: Option<(IpAddr, u16)>,
+    /// (flow, sending side) of every PKT_IN.
+    seen: Vec<(FlowHandle, Side)>,
+    ends: Vec<FlowHandle>,
+    /// Insert these bytes at this payload offset of the next client data packet.
+    splice: Option<(usize, usize, Vec<u8>)>,
+    results: Vec<Result<(), ActionError>>,
+}
+
+impl Middlebox for Nat {
+    type Flow = ();
+    fn init(&mut self, reg: &mut monitor::Registry) {
+        reg.subscribe(Event::PKT_IN, Hook::Snd);
+        reg.subscribe(Event::CONN_END, Hook::Snd);
+    }
+    fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, ev: Event, _: Hook, side: Side) {
+        let flow = cx.flow().unwrap();
+        if ev == Event::CONN_END {
+            self.ends.push(flow);
+            return;
+        }
+        self.seen.push((flow, side));
+        let info = cx.packet_info().unwrap();
+        let ep = cx.endpoints(flow).unwrap();
+        let (public, pport) = self.public.unwrap();
+        if side == Side::Client {
+            if info.payload_len > 0 {
+                if let Some((off, rm, ins)) = self.splice.take() {
+                    self.results.push(cx.splice_payload(off, rm, &ins));
+                }
+            }
+            let f = cx.packet_mut().unwrap();
+            set_addr(f, info.l4_off, true, public, pport);
+        } else {
+            let f = cx.packet_mut().unwrap();
+            set_addr(f, info.l4_off, false, ep.client.0, ep.client.1);
+        }
+    }
+}
+
+fn inline() -> Config {
+    Config {
+        inline: true,
+        ..cfg()
+    }
+}
+
+fn out(v: Verdict<'_>) -> Vec<u8> {
+    match v {
+        Verdict::Rewritten(b) => b.to_vec(),
+        v => panic!("expected a rewrite, got {v:?}"),
+    }
+}
+
+/// The server's view: the same connection with the client at the public tuple.
+fn server_view(c: &Conn, public: (IpAddr, u16)) -> Conn {
+    Conn {
+        c: public,
+        s: c.s,
+        cisn: c.cisn,
+        sisn: c.sisn,
+        vlans: vec![],
+    }
+}
+
+fn run_nat(c: Conn, public: (IpAddr, u16), ext: bool) {
+    let mut st: HostStorage<()> = HostStorage::new(8, 64, 1);
+    let nat = Nat {
+        public: Some(public),
+        ..Nat::default()
+    };
+    let mut m = Monitor::new(nat, inline(), st.storage()).unwrap();
+    assert!(m.flow_state_bytes() <= 256, "{}", m.flow_state_bytes());
+    let sv = server_view(&c, public);
+    // Optionally an IPv6 Destination Options header (8 bytes, PadN) before TCP.
+    let tweak = |f: Vec<u8>| -> Vec<u8> {
+        if !ext {
+            return f;
+        }
+        let mut g = f[..14 + 40].to_vec();
+        g[14 + 6] = 60;
+        let plen = u16::from_be_bytes([g[18], g[19]]) + 8;
+        g[18..20].copy_from_slice(&plen.to_be_bytes());
+        g.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        g.extend_from_slice(&f[14 + 40..]);
+        g
+    };
+    let mut t = 1_000u64;
+    let mut feed = |m: &mut Monitor<'_, Nat>, f: Vec<u8>| -> Vec<u8> {
+        t += 1000;
+        m.begin_batch(t);
+        let o = out(m.frame(&tweak(f), t));
+        m.end_batch();
+        o
+    };
+    // SYN leaves from the public tuple.
+    let o = feed(&mut m, c.syn());
+    let (src, dst, seg) = check(&o);
+    assert_eq!((src, dst), (public.0, c.s.0));
+    assert_eq!(ports(&seg), (public.1, c.s.1));
+    assert_eq!(seq_ack(&seg).0, c.cisn);
+    // The SYN-ACK to the public tuple finds the flow and goes back to the client.
+    let o = feed(&mut m, sv.synack());
+    let (src, dst, seg) = check(&o);
+    assert_eq!((src, dst), (c.s.0, c.c.0));
+    assert_eq!(ports(&seg), (c.s.1, c.c.1));
+    let flows: Vec<FlowHandle> = m.flows().collect();
+    assert_eq!(flows.len(), 1);
+    let h = flows[0];
+    assert_eq!(
+        m.middlebox().seen,
+        vec![(h, Side::Client), (h, Side::Server)]
+    );
+    assert_eq!(
+        (m.tcp_state(h, Side::Client), m.tcp_state(h, Side::Server)),
+        (
+            Ok(monitor::TcpState::Established),
+            Ok(monitor::TcpState::SynRcvd)
+        )
+    );
+    feed(&mut m, c.ack());
+    let req = b"GET / HTTP/1.1\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\n\r\nhello";
+    let o = feed(&mut m, c.cdata(0, req));
+    assert_eq!(&check(&o).2[20..], req);
+    let o = feed(&mut m, sv.sdata(0, resp));
+    let (_, dst, seg) = check(&o);
+    assert_eq!(dst, c.c.0);
+    assert_eq!(&seg[20..], resp);
+    // Both streams, byte-exact, on the one flow.
+    let mut buf = [0u8; 64];
+    let n = m.ppeek(h, Side::Server, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], req);
+    let n = m.ppeek(h, Side::Client, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], resp);
+    // Close: client FIN, server ACK+FIN (to the public tuple), client ACK.
+    let r = req.len() as u64;
+    let s = resp.len() as u64;
+    feed(&mut m, c.cfin(r, s));
+    feed(&mut m, sv.sack(s, r + 1));
+    feed(&mut m, sv.sfin(s, r + 1));
+    feed(&mut m, c.cack(r + 1, s + 1));
+    assert_eq!(m.middlebox().ends, vec![h]);
+    assert_eq!(m.flow_count(), 0);
+    assert_eq!(m.counters().drop_count(DropReason::Orphan), 0);
+    // The alias went with the flow: a straggler to the public tuple is an orphan.
+    m.begin_batch(t + 1000);
+    assert_eq!(
+        m.frame(&tweak(sv.sack(s + 1, r + 1)), t + 1000),
+        Verdict::Forward
+    );
+    m.end_batch();
+    assert_eq!(m.counters().drop_count(DropReason::Orphan), 1);
+}
+
+#[test]
+fn ipv4_source_nat_replies_find_the_flow() {
+    run_nat(
+        Conn::v4(1000, 9000),
+        ("198.51.100.7".parse().unwrap(), 61000),
+        false,
+    );
+}
+
+#[test]
+fn ipv6_source_nat_past_an_extension_header() {
+    run_nat(
+        Conn::v6(77, 0xffff_fff0),
+        ("2001:db8:ffff::7".parse().unwrap(), 1025),
+        true,
+    );
+}
+
+#[test]
+fn without_the_extra_table_a_rewrite_does_not_rekey() {
+    let mut st: HostStorage<()> = HostStorage::new(8, 64, 1);
+    let public = ("198.51.100.7".parse().unwrap(), 61000);
+    let nat = Nat {
+        public: Some(public),
+        ..Nat::default()
+    };
+    let mut s = st.storage();
+    s.extras = &mut [];
+    let mut m = Monitor::new(nat, inline(), s).unwrap();
+    let c = Conn::v4(1, 2);
+    m.begin_batch(0);
+    check(&out(m.frame(&c.syn(), 0)));
+    assert_eq!(
+        m.frame(&server_view(&c, public).synack(), 0),
+        Verdict::Forward
+    );
+    m.end_batch();
+    assert_eq!(m.counters().drop_count(DropReason::Orphan), 1);
+}
+
+#[test]
+fn extras_must_match_the_flow_table() {
+    let mut st: HostStorage<()> = HostStorage::new(8, 64, 1);
+    let mut other: HostStorage<()> = HostStorage::new(4, 1, 0);
+    let mut s = st.storage();
+    s.extras = other.storage().extras;
+    assert_eq!(
+        Monitor::new(Nat::default(), inline(), s).err(),
+        Some(monitor::ConfigError::ExtrasSize)
+    );
+}
+
+#[test]
+fn length_changing_rewrites_keep_seq_and_ack_consistent() {
+    let mut st: HostStorage<()> = HostStorage::new(8, 64, 1);
+    let public: (IpAddr, u16) = ("198.51.100.7".parse().unwrap(), 61000);
+    let nat = Nat {
+        public: Some(public),
+        // Replace "GET" (3 bytes at payload offset 0) with "FETCH" (5): +2 bytes.
+        splice: Some((0, 3, b"FETCH".to_vec())),
+        ..Nat::default()
+    };
+    let mut m = Monitor::new(nat, inline(), st.storage()).unwrap();
+    let c = Conn::v4(5000, 70000);
+    let sv = server_view(&c, public);
+    let mut t = 0;
+    let mut feed = |m: &mut Monitor<'_, Nat>, f: Vec<u8>| -> Vec<u8> {
+        t += 1000;
+        m.begin_batch(t);
+        let o = out(m.frame(&f, t));
+        m.end_batch();
+        o
+    };
+    feed(&mut m, c.syn());
+    feed(&mut m, sv.synack());
+    feed(&mut m, c.ack());
+    // First request: spliced, so the server sees 2 more bytes.
+    let o = feed(&mut m, c.cdata(0, b"GET /a\r\n"));
+    let (_, _, seg) = check(&o);
+    assert_eq!(&seg[20..], b"FETCH /a\r\n");
+    assert_eq!(seq_ack(&seg), (c.cseq(0), c.sseq(0)));
+    assert_eq!(o.len(), 14 + 20 + 20 + 10);
+    assert_eq!(m.middlebox().results, vec![Ok(())]);
+    // The server acknowledges the 10 bytes it got: the client sees an ACK of its 8.
+    let o = feed(&mut m, sv.sack(0, 10));
+    assert_eq!(seq_ack(&check(&o).2), (c.sseq(0), c.cseq(8)));
+    // The second request leaves 2 further on; the server's reply acks it in its numbering.
+    let o = feed(&mut m, c.cdata(8, b"GET /b\r\n"));
+    let (_, _, seg) = check(&o);
+    assert_eq!(&seg[20..], b"GET /b\r\n");
+    assert_eq!(seq_ack(&seg), (c.cseq(10), c.sseq(0)));
+    let o = feed(
+        &mut m,
+        sv.raw(false, sv.sseq(0), sv.cseq(18), ACK | PSH, b"ok"),
+    );
+    let (_, _, seg) = check(&o);
+    assert_eq!(seq_ack(&seg), (c.sseq(0), c.cseq(16)));
+    let h = m.flows().next().unwrap();
+    // The monitor's streams are what it received, and no ACK looked like tap loss.
+    let mut buf = [0u8; 64];
+    let n = m.ppeek(h, Side::Server, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"GET /a\r\nGET /b\r\n");
+    assert_eq!(m.buf_info(h, Side::Server).unwrap().lost, 0);
+    assert_eq!(m.buf_info(h, Side::Client).unwrap().lost, 0);
+    assert_eq!(m.counters().bytes_dropped, 0);
+}
+
+#[test]
+fn splicing_needs_the_extra_table_and_stays_inside_the_payload() {
+    #[derive(Default)]
+    struct Splice(Vec<Result<(), ActionError>>);
+    impl Middlebox for Splice {
+        type Flow = ();
+        fn init(&mut self, reg: &mut monitor::Registry) {
+            reg.subscribe(Event::PKT_IN, Hook::Snd);
+        }
+        fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, _: Event, _: Hook, _: Side) {
+            if cx.packet_info().unwrap().payload_len == 4 {
+                self.0.push(cx.splice_payload(3, 2, b""));
+                self.0.push(cx.splice_payload(4, 0, b"!"));
+            }
+        }
+    }
+    let c = Conn::v4(1, 2);
+    for with_extras in [false, true] {
+        let mut st: HostStorage<()> = HostStorage::new(4, 8, 0);
+        let mut s = st.storage();
+        if !with_extras {
+            s.extras = &mut [];
+        }
+        let mut m = Monitor::new(Splice::default(), inline(), s).unwrap();
+        m.begin_batch(0);
+        m.frame(&c.syn(), 0);
+        m.frame(&c.synack(), 0);
+        m.frame(&c.ack(), 0);
+        let v = m.frame(&c.cdata(0, b"abcd"), 0);
+        if with_extras {
+            let o = out(v);
+            assert_eq!(&check(&o).2[20..], b"abcd!");
+        }
+        m.end_batch();
+        let want = if with_extras {
+            vec![Err(ActionError::OutOfRange), Ok(())]
+        } else {
+            vec![Err(ActionError::NoExtras), Err(ActionError::NoExtras)]
+        };
+        assert_eq!(m.middlebox().0, want);
+    }
+}
