@@ -197,11 +197,13 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
     pub fn packet_ts_us(&self) -> Option<u64> {
         self.frame.map(|_| self.core.x.ts)
     }
-    /// When `flow` last saw a packet, in µs (to the 1024 µs tick the flow table keeps).
+    /// When `flow` last saw a packet (mOS `MOS_TIMESTAMP`), in µs, rounded down to the
+    /// 1024 µs tick the flow table keeps.
     pub fn last_seen_us(&self, flow: FlowHandle) -> Result<u64, PeekError> {
         let f = self.core.slot_of(flow)?;
         let now = self.core.now;
-        Ok(now - crate::flow::idle_us(now, f.last_seen).min(now))
+        let ticks = crate::flow::tick_of(now).wrapping_sub(f.last_seen) as u64;
+        Ok(((now >> 10).saturating_sub(ticks)) << 10)
     }
     /// A parsed view of the current packet as it stands (after rewrites so far): addresses,
     /// ports, flags, sequence and acknowledgment numbers, window, header and payload offsets
