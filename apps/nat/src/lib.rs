@@ -24,6 +24,7 @@ use core::net::{IpAddr, Ipv4Addr};
 use drivers::toeplitz::{hash_ipv4_ports, queue_for, spread_reta};
 use drivers::SYMMETRIC_RSS_KEY;
 use monitor::{Ctx, Event, Hook, Middlebox, Registry, Side};
+use sha2::{Digest, Sha256};
 
 /// Where translated log lines go (the core's log ring in the image, stdout on a host).
 pub trait Sink {
@@ -120,20 +121,18 @@ pub struct NatFlow {
     port: Option<u16>,
     /// The client's packets are not translated (outside the prefix, IPv6, pool empty).
     skip: bool,
-    /// Per side (index: the side whose buffer it is): bytes read and their FNV-1a 64 hash.
-    read: [(u64, u64); 2],
+    /// Per side (index: the side whose buffer it is): bytes read and their SHA-256.
+    read: [(u64, Sha256); 2],
 }
 
-/// FNV-1a 64 of `b`, continuing from `h` (start with `FNV_START`).
-pub fn fnv(mut h: u64, b: &[u8]) -> u64 {
-    for &x in b {
-        h = (h ^ x as u64).wrapping_mul(0x100_0000_01b3);
+/// Lower-case hex of a digest.
+struct Hex([u8; 32]);
+
+impl core::fmt::Display for Hex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
-    h
 }
-
-/// FNV-1a 64 of nothing.
-pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Counters of one core.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -222,24 +221,23 @@ impl<S: Sink> Middlebox for Nat<S> {
             for s in Side::BOTH {
                 while let Ok(n @ 1..) = cx.peek(flow, s, &mut buf) {
                     if let Some(u) = cx.user() {
-                        let r = &mut u.read[s.index()];
-                        *r = (
-                            r.0 + n as u64,
-                            fnv(if r.0 == 0 { FNV_START } else { r.1 }, &buf[..n]),
-                        );
+                        u.read[s.index()].0 += n as u64;
+                        u.read[s.index()].1.update(&buf[..n]);
                     }
                 }
             }
         }
         if ev == Event::CONN_END {
             let Some(u) = cx.user() else { return };
-            let [(sn, sh), (cn, ch)] = [u.read[1], u.read[0]];
+            let (sn, cn) = (u.read[1].0, u.read[0].0);
+            let sh = Hex(u.read[1].1.finalize_reset().into());
+            let ch = Hex(u.read[0].1.finalize_reset().into());
             if let Some(port) = u.port.take() {
                 self.pool.free(port);
                 self.stats.released += 1;
                 let (pb, sp, cp) = (self.cfg.public, ep.server.1, ep.client.1);
                 self.sink.line(format_args!(
-                    "nat: {cip}:{cp} -> {pb}:{port} -> {sip}:{sp} ended c2s {sn} {sh:016x} s2c {cn} {ch:016x}"
+                    "nat: {cip}:{cp} -> {pb}:{port} -> {sip}:{sp} ended c2s {sn} {sh} s2c {cn} {ch}"
                 ));
             }
             return;

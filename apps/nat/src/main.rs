@@ -1,7 +1,7 @@
 //! The `nat` image: source NAT (see the library) on the appliance runtime, inline, ports
 //! paired (0↔1): clients on port 0, servers on port 1. Each translated connection prints one
-//! line when it ends (`nat: CLIENT -> PUBLIC:PORT -> SERVER ended c2s BYTES HASH s2c ...`,
-//! the hashes being FNV-1a 64 of what the monitor reassembled). On a host,
+//! line when it ends (`nat: CLIENT -> PUBLIC:PORT -> SERVER ended c2s BYTES SHA256 s2c ...`,
+//! the digests of what the monitor reassembled). On a host,
 //! `cargo ferrule replay --app nat CAPTURE --out OUT.pcap` writes the translated frames.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 use monitor::{Config, HostStorage, Monitor, Verdict};
-use nat::{fnv, Nat, NatConfig, Sink, FNV_START};
+use nat::{Nat, NatConfig, Sink};
+use sha2::{Digest, Sha256};
 
 #[derive(Clone, Default)]
 struct Lines(Rc<RefCell<Vec<String>>>);
@@ -151,9 +152,9 @@ fn a_connection_is_translated_both_ways_and_its_port_freed() {
     assert_eq!(
         *lines.0.borrow(),
         vec![format!(
-            "nat: 10.9.8.7:40000 -> 198.51.100.1:2000 -> 192.168.5.1:80 ended c2s {rq} {:016x} s2c {rs} {:016x}",
-            fnv(FNV_START, req),
-            fnv(FNV_START, resp)
+            "nat: 10.9.8.7:40000 -> 198.51.100.1:2000 -> 192.168.5.1:80 ended c2s {rq} {:x} s2c {rs} {:x}",
+            Sha256::digest(req),
+            Sha256::digest(resp)
         )]
     );
 }
