@@ -102,6 +102,8 @@ struct Nat {
     ends: Vec<FlowHandle>,
     /// Insert these bytes at this payload offset of the next client data packet.
     splice: Option<(usize, usize, Vec<u8>)>,
+    /// Reset the flow once the client's stream holds this.
+    reset_on: Option<Vec<u8>>,
     results: Vec<Result<(), ActionError>>,
 }
 
@@ -110,9 +112,20 @@ impl Middlebox for Nat {
     fn init(&mut self, reg: &mut monitor::Registry) {
         reg.subscribe(Event::PKT_IN, Hook::Snd);
         reg.subscribe(Event::CONN_END, Hook::Snd);
+        reg.subscribe(Event::CONN_NEW_DATA, Hook::Rcv);
     }
     fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, ev: Event, _: Hook, side: Side) {
         let flow = cx.flow().unwrap();
+        if ev == Event::CONN_NEW_DATA {
+            let mut buf = [0u8; 256];
+            let n = cx.ppeek(flow, Side::Server, 0, &mut buf).unwrap_or(0);
+            if let Some(p) = &self.reset_on {
+                if buf[..n].windows(p.len()).any(|w| w == &p[..]) {
+                    self.results.push(cx.reset_conn(flow));
+                }
+            }
+            return;
+        }
         if ev == Event::CONN_END {
             self.ends.push(flow);
             return;
@@ -399,4 +412,61 @@ fn splicing_needs_the_extra_table_and_stays_inside_the_payload() {
         };
         assert_eq!(m.middlebox().0, want);
     }
+}
+
+#[test]
+fn a_reset_reaches_the_server_at_the_public_tuple_past_the_splice() {
+    let mut st: HostStorage<()> = HostStorage::new(8, 64, 1);
+    let public: (IpAddr, u16) = ("198.51.100.7".parse().unwrap(), 61000);
+    let nat = Nat {
+        public: Some(public),
+        splice: Some((0, 3, b"FETCH".to_vec())),
+        reset_on: Some(b"EVIL".to_vec()),
+        ..Nat::default()
+    };
+    let mut m = Monitor::new(nat, inline(), st.storage()).unwrap();
+    let c = Conn::v4(5000, 70000);
+    let sv = server_view(&c, public);
+    m.begin_batch(0);
+    for f in [
+        c.syn(),
+        sv.synack(),
+        c.ack(),
+        c.cdata(0, b"GET /a\r\n"),
+        sv.sack(0, 10),
+    ] {
+        out(m.frame(&f, 0));
+    }
+    m.end_batch();
+    m.begin_batch(1);
+    let o = out(m.frame(&c.cdata(8, b"EVIL"), 1));
+    assert_eq!(seq_ack(&check(&o).2), (c.cseq(10), c.sseq(0)));
+    m.end_batch();
+    assert_eq!(m.middlebox().results, vec![Ok(()), Ok(())]);
+    let mut inj = Vec::new();
+    m.drain_injected(|f| inj.push(f.to_vec()));
+    let got: Vec<_> = inj
+        .iter()
+        .map(|f| {
+            let (src, dst, seg) = check(f);
+            (src, dst, ports(&seg), seq_ack(&seg), seg[13])
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            // The server saw 10 + 4 bytes from the public tuple.
+            (
+                public.0,
+                c.s.0,
+                (public.1, c.s.1),
+                (c.cseq(14), c.sseq(0)),
+                0x14
+            ),
+            // The client sent 12 and is reset from the server's own tuple.
+            (c.s.0, c.c.0, (c.s.1, c.c.1), (c.sseq(0), c.cseq(12)), 0x14),
+        ]
+    );
+    assert_eq!(m.flow_count(), 0);
+    assert_eq!(m.middlebox().ends.len(), 1);
 }

@@ -316,6 +316,7 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
             } else {
                 STOP_SERVER
             };
+        core.x.masks = true;
         if e.flags & (STOP_CLIENT | STOP_SERVER) == STOP_CLIENT | STOP_SERVER {
             return self.stop_monitoring();
         }
@@ -337,6 +338,7 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
         e.off[hook as usize] &= !ev.0;
         e.flags |= DIRTY;
         self.core.x.flow_subs |= ev.0;
+        self.core.x.masks = true;
         Ok(())
     }
     /// Stop `ev` at `hook` for `flow` only, even if the monitor subscribed to it.
@@ -350,6 +352,7 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
         e.off[hook as usize] |= ev.0;
         e.on[hook as usize] &= !ev.0;
         e.flags |= DIRTY;
+        self.core.x.masks = true;
         Ok(())
     }
     fn extra_of(

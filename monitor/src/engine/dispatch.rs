@@ -59,6 +59,9 @@ pub(super) fn raise_at<M: Middlebox>(
 /// The flow's own subscriptions and unsubscriptions at hook `h`, and its extra flags.
 #[inline]
 pub(super) fn flow_masks<F>(core: &Core<'_, F>, flow: Option<u32>, h: usize) -> (u64, u64, u8) {
+    if !core.x.masks {
+        return (0, 0, 0);
+    }
     match flow.and_then(|s| core.x.tab.get(s as usize)) {
         Some(e) => (e.on[h], e.off[h], e.flags),
         None => (0, 0, 0),

@@ -45,6 +45,11 @@ pub(super) struct Extras<'a> {
     pub(super) aliases: u32,
     /// Union of every per-flow subscription made (a superset: the packet path's test).
     pub(super) flow_subs: u64,
+    /// Some flow got per-flow subscriptions or a per-side stop (never cleared): until then
+    /// raising an event does not read the flow's record.
+    pub(super) masks: bool,
+    /// Flows with a non-zero sequence delta: until then packets do not read their record.
+    pub(super) deltas: u32,
     pub(super) raised: heapless::Deque<Raised, RAISED_MAX>,
     pub(super) resets: heapless::Vec<(u32, u32), RESETS_MAX>,
     /// Timestamp of the current frame.
@@ -66,6 +71,8 @@ impl<'a> Extras<'a> {
             tab,
             aliases: 0,
             flow_subs: 0,
+            masks: false,
+            deltas: 0,
             raised: heapless::Deque::new(),
             resets: heapless::Vec::new(),
             ts: 0,
@@ -94,8 +101,10 @@ pub(super) fn lookup_alias<F>(core: &Core<'_, F>, key: &FlowKey, hash: u64) -> O
 }
 
 /// A packet of flow `slot` sent by `snd`: remember it as current, keep the link-layer header
-/// of each side's first packet (for RSTs), and undo a length-changing rewrite's shift on the
-/// acknowledgment number (the monitor reads it in the numbering of the bytes it received).
+/// of each side's first packet (its SYN or SYN-ACK, or the packet that picked the flow up;
+/// for RSTs), and undo a length-changing rewrite's shift on the acknowledgment number (the
+/// monitor reads it in the numbering of the bytes it received). Other packets do not touch
+/// the flow's record unless some flow has a delta.
 #[inline]
 pub(super) fn on_packet<'t, F>(
     core: &mut Core<'_, F>,
@@ -103,8 +112,12 @@ pub(super) fn on_packet<'t, F>(
     snd: Side,
     frame: &[u8],
     t: &Tcp<'t>,
+    fresh: bool,
 ) -> Option<Tcp<'t>> {
     core.x.cur = Some((slot, snd));
+    if !(t.syn || fresh || core.x.deltas > 0) {
+        return None;
+    }
     let e = core.x.tab.get_mut(slot as usize)?;
     let si = snd.index();
     if e.l2_len[si] == 0 && core.pkt.rewritable {
@@ -130,7 +143,8 @@ pub(super) fn after_frame<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>
     }
     if let Some((slot, snd)) = core.x.cur {
         let live = core.flows.get(slot as usize).is_some_and(|f| f.live());
-        if live && !core.pkt.dropped && core.pkt.rewritable {
+        let touched = core.pkt.modified || core.x.deltas > 0;
+        if live && touched && !core.pkt.dropped && core.pkt.rewritable {
             if let Some(e) = core.x.tab.get(slot as usize) {
                 let (dseq, dack) = (e.delta[snd.index()], e.delta[snd.peer().index()]);
                 if dseq != 0 || dack != 0 {
@@ -141,8 +155,14 @@ pub(super) fn after_frame<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>
                 }
                 if core.x.len_delta != 0 {
                     let e = &mut core.x.tab[slot as usize];
+                    if e.delta == [0, 0] {
+                        core.x.deltas += 1;
+                    }
                     e.delta[snd.index()] = e.delta[snd.index()].wrapping_add(core.x.len_delta);
                     e.flags |= alias::DIRTY;
+                    if e.delta == [0, 0] {
+                        core.x.deltas -= 1;
+                    }
                 }
             }
         }
@@ -202,7 +222,13 @@ fn rekey<F>(core: &mut Core<'_, F>, slot: u32) {
 /// The flow in `slot` ends: its record is cleared and its alias unlinked.
 #[inline]
 pub(super) fn on_free<F>(core: &mut Core<'_, F>, slot: u32) {
-    if !core.x.tab.is_empty() && alias::release(core.x.tab, slot) {
+    let Some(e) = core.x.tab.get(slot as usize) else {
+        return;
+    };
+    if e.delta != [0, 0] {
+        core.x.deltas -= 1;
+    }
+    if alias::release(core.x.tab, slot) {
         core.x.aliases -= 1;
     }
 }

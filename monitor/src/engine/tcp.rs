@@ -106,7 +106,7 @@ pub(super) fn process_tcp<M: Middlebox>(
     let t = if core.x.tab.is_empty() {
         t
     } else {
-        match rewrite::on_packet(core, slot, snd, frame, t) {
+        match rewrite::on_packet(core, slot, snd, frame, t, fresh) {
             Some(x) => {
                 shifted = x;
                 &shifted
