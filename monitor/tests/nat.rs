@@ -470,3 +470,13 @@ fn a_reset_reaches_the_server_at_the_public_tuple_past_the_splice() {
     assert_eq!(m.flow_count(), 0);
     assert_eq!(m.middlebox().ends.len(), 1);
 }
+
+#[test]
+fn the_extra_record_is_its_own_table() {
+    // One record per flow slot, outside the flow slot (which stays 256 bytes with its index
+    // share): the cost of NAT-capable flows and the per-flow API.
+    assert_eq!(std::mem::size_of::<monitor::FlowExtra>(), 168);
+    let mut st: HostStorage<()> = HostStorage::new(1024, 1, 0);
+    let m = Monitor::new(Nat::default(), inline(), st.storage()).unwrap();
+    assert_eq!(m.flow_state_bytes(), 256);
+}

@@ -185,3 +185,33 @@ fn outside_clients_pass_and_an_empty_pool_drops_the_syn() {
     let s = m.middlebox().stats();
     assert_eq!((s.translated, s.exhausted), (1, 1));
 }
+
+#[test]
+fn an_idle_connection_gives_its_port_back_at_the_timeout() {
+    let mut st: HostStorage<nat::NatFlow> = HostStorage::new(16, 64, 0);
+    let mcfg = Config {
+        inline: true,
+        idle_timeout_us: 60_000_000,
+        ..Config::DEFAULT
+    };
+    let lines = Lines::default();
+    let nat = Nat::new(NatConfig::DEFAULT, 0, 1, lines.clone());
+    let mut m = Monitor::new(nat, mcfg, st.storage()).unwrap();
+    let cli: Ep = (Ipv4Addr::new(10, 0, 0, 9), 6000);
+    let srv: Ep = (Ipv4Addr::new(192, 168, 5, 1), 443);
+    m.begin_batch(1_000_000);
+    assert!(matches!(
+        m.frame(&frame(cli, srv, 1, 0, SYN, b""), 1_000_000),
+        Verdict::Rewritten(_)
+    ));
+    m.end_batch();
+    m.tick(60_000_000);
+    assert_eq!(m.middlebox().pool().in_use(), 1, "not idle for 60 s yet");
+    // The idle sweep visits every slot once per quarter of the timeout.
+    m.tick(61_000_000 + 15_000_000);
+    assert_eq!(m.middlebox().pool().in_use(), 0);
+    assert_eq!(m.counters().flows_timed_out, 1);
+    assert_eq!(lines.0.borrow().len(), 1);
+    assert!(lines.0.borrow()[0]
+        .starts_with("nat: 10.0.0.9:6000 -> 198.51.100.1:1025 -> 192.168.5.1:443 ended c2s 0 "));
+}
