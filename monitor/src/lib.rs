@@ -68,6 +68,17 @@
 //! * **Hooks**: `Snd` callbacks run before `Rcv` ones; `Any` subscribers get each occurrence
 //!   once, with the `Rcv` view. `CONN_END` is raised once per flow, at the first subscribed hook
 //!   of `Snd`, `Rcv`, `Any`; a flow whose monitoring was stopped ends silently.
+//! * **NAT** (inline): when the callbacks rewrite the addresses or ports of a packet the
+//!   client sent, the rewritten tuple becomes the flow's alias (its server half's key, as mOS
+//!   keys the server half after the send hook), so replies to it find the same flow, on the
+//!   server side; the alias lives in the flow-extra table (`Storage::extras`, one
+//!   [`FlowExtra`] per slot, outside the slot), is looked up only when the primary lookup
+//!   misses and some alias is live, and goes when the flow ends. `Ctx::splice_payload`
+//!   changes a packet's length and keeps that direction's sequence numbers (and the peer's
+//!   acknowledgments) consistent for the rest of the connection; the monitor's streams stay
+//!   what it received. `Ctx::reset_conn`, `Ctx::raise_event`, per-flow subscriptions and
+//!   `Ctx::stop_side` complete mOS's per-flow API; raised events and resets run once the
+//!   current callbacks are done.
 //! * **Checksums** of received frames are not verified (taps and NIC offloads often carry
 //!   wrong ones); rewritten frames get correct IPv4 and TCP checksums.
 //!
