@@ -77,15 +77,15 @@ fn seq_ack(seg: &[u8]) -> (u32, u32) {
 }
 
 /// Write `addr` as the source (`src`) or destination address of an IPv4/IPv6 frame whose IP
-/// header starts at 14, and `port` as the matching port of the TCP header at `l4`.
-fn set_addr(f: &mut [u8], l4: usize, src: bool, addr: IpAddr, port: u16) {
+/// header starts at `l3`, and `port` as the matching port of the TCP header at `l4`.
+fn set_addr(f: &mut [u8], l3: usize, l4: usize, src: bool, addr: IpAddr, port: u16) {
     match addr {
         IpAddr::V4(a) => {
-            let at = if src { 26 } else { 30 };
+            let at = l3 + if src { 12 } else { 16 };
             f[at..at + 4].copy_from_slice(&a.octets());
         }
         IpAddr::V6(a) => {
-            let at = if src { 22 } else { 38 };
+            let at = l3 + if src { 8 } else { 24 };
             f[at..at + 16].copy_from_slice(&a.octets());
         }
     }
@@ -141,10 +141,10 @@ impl Middlebox for Nat {
                 }
             }
             let f = cx.packet_mut().unwrap();
-            set_addr(f, info.l4_off, true, public, pport);
+            set_addr(f, info.l3_off, info.l4_off, true, public, pport);
         } else {
             let f = cx.packet_mut().unwrap();
-            set_addr(f, info.l4_off, false, ep.client.0, ep.client.1);
+            set_addr(f, info.l3_off, info.l4_off, false, ep.client.0, ep.client.1);
         }
     }
 }
@@ -479,4 +479,51 @@ fn the_extra_record_is_its_own_table() {
     let mut st: HostStorage<()> = HostStorage::new(1024, 1, 0);
     let m = Monitor::new(Nat::default(), inline(), st.storage()).unwrap();
     assert_eq!(m.flow_state_bytes(), 256);
+}
+
+#[test]
+fn an_ipv6_reset_behind_a_vlan_tag_reaches_both_ends_with_valid_checksums() {
+    let mut st: HostStorage<()> = HostStorage::new(8, 64, 1);
+    let public: (IpAddr, u16) = ("2001:db8:ffff::7".parse().unwrap(), 1025);
+    let nat = Nat {
+        public: Some(public),
+        reset_on: Some(b"EVIL".to_vec()),
+        ..Nat::default()
+    };
+    let mut m = Monitor::new(nat, inline(), st.storage()).unwrap();
+    let mut c = Conn::v6(10, 20);
+    c.vlans = vec![(0x8100, 7)];
+    let mut sv = server_view(&c, public);
+    sv.vlans = c.vlans.clone();
+    m.begin_batch(0);
+    for f in [c.syn(), sv.synack(), c.ack(), c.cdata(0, b"xEVILx")] {
+        out(m.frame(&f, 0));
+    }
+    m.end_batch();
+    let mut inj = Vec::new();
+    m.drain_injected(|f| inj.push(f.to_vec()));
+    let got: Vec<_> = inj
+        .iter()
+        .map(|f| {
+            assert_eq!(&f[12..16], &[0x81, 0, 0, 7], "the VLAN tag is kept");
+            // `check` reads an untagged frame: drop the tag.
+            let mut g = f[..12].to_vec();
+            g.extend_from_slice(&f[16..]);
+            let (src, dst, seg) = check(&g);
+            (src, dst, ports(&seg), seq_ack(&seg), seg[13])
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                public.0,
+                c.s.0,
+                (public.1, c.s.1),
+                (c.cseq(6), c.sseq(0)),
+                0x14
+            ),
+            (c.s.0, c.c.0, (c.s.1, c.c.1), (c.sseq(0), c.cseq(6)), 0x14),
+        ]
+    );
 }

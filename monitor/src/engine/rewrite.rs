@@ -120,8 +120,9 @@ pub(super) fn on_packet<'t, F>(
     }
     let e = core.x.tab.get_mut(slot as usize)?;
     let si = snd.index();
-    if e.l2_len[si] == 0 && core.pkt.rewritable {
-        let n = core.pkt.l3_off.min(L2_MAX);
+    // (More than two VLAN tags: no header kept, so no RST toward that side.)
+    if e.l2_len[si] == 0 && core.pkt.rewritable && core.pkt.l3_off <= L2_MAX {
+        let n = core.pkt.l3_off;
         if let Some(h) = frame.get(..n) {
             e.l2[si][..n].copy_from_slice(h);
             e.l2_len[si] = n as u8;
