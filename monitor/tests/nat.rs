@@ -527,3 +527,171 @@ fn an_ipv6_reset_behind_a_vlan_tag_reaches_both_ends_with_valid_checksums() {
         ]
     );
 }
+
+/// Source NAT with one public address and a new port per flow (no reuse), recording ends.
+#[derive(Default)]
+struct Snat {
+    next: u16,
+    ended: Vec<u16>,
+}
+
+impl Middlebox for Snat {
+    type Flow = u16;
+    fn init(&mut self, reg: &mut monitor::Registry) {
+        reg.subscribe(Event::PKT_IN, Hook::Snd);
+        reg.subscribe(Event::CONN_END, Hook::Any);
+    }
+    fn on_event(&mut self, cx: &mut Ctx<'_, '_, u16>, ev: Event, _: Hook, side: Side) {
+        let flow = cx.flow().unwrap();
+        if ev == Event::CONN_END {
+            let p = *cx.user().unwrap();
+            self.ended.push(p);
+            return;
+        }
+        if *cx.user().unwrap() == 0 {
+            self.next += 1;
+            *cx.user().unwrap() = 10_000 + self.next;
+        }
+        let port = *cx.user().unwrap();
+        let ep = cx.endpoints(flow).unwrap();
+        let i = cx.packet_info().unwrap();
+        let f = cx.packet_mut().unwrap();
+        if side == Side::Client {
+            set_addr(f, i.l3_off, i.l4_off, true, PUBLIC4.into(), port);
+        } else {
+            set_addr(f, i.l3_off, i.l4_off, false, ep.client.0, ep.client.1);
+        }
+    }
+}
+
+const PUBLIC4: [u8; 4] = [198, 51, 100, 9];
+
+/// A connection's frames still to send: (from the client, frame).
+type Script = std::collections::VecDeque<(bool, Vec<u8>)>;
+
+#[test]
+fn under_churn_and_eviction_replies_find_their_flow_or_none() {
+    // 300 connections, up to 24 at once, in a 16-slot table: flows are evicted while their
+    // peers still talk. Each server frame either goes back to its own client (its flow is
+    // live) or passes as an orphan (its flow ended): never to another client.
+    let mut st: HostStorage<u16> = HostStorage::new(16, 256, 0);
+    let mut m = Monitor::new(Snat::default(), inline(), st.storage()).unwrap();
+    let public = IpAddr::from(PUBLIC4);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // Per connection: its frames (from_client, frame), in order.
+    let mut pending: Vec<(Conn, Script)> = Vec::new();
+    let mut started = 0u32;
+    let mut port_of: std::collections::HashMap<u16, u16> = Default::default(); // cport -> public port
+    let (mut back, mut orphans, mut lost_replies) = (0u32, 0u64, 0u32);
+    let mut t = 0u64;
+    while started < 300 || !pending.is_empty() {
+        if started < 300 && (pending.len() < 24) && next() % 3 == 0 {
+            let mut c = Conn::v4(next() as u32, next() as u32);
+            c.c.1 = 20_000 + started as u16;
+            let req = vec![b'q'; 1 + (next() % 90) as usize];
+            let resp = vec![b'r'; 1 + (next() % 90) as usize];
+            let (r, s) = (req.len() as u64, resp.len() as u64);
+            let mut q = std::collections::VecDeque::new();
+            q.push_back((true, c.syn()));
+            q.push_back((false, c.synack()));
+            q.push_back((true, c.ack()));
+            q.push_back((true, c.cdata(0, &req)));
+            q.push_back((false, c.sdata(0, &resp)));
+            // cfin, sack, sfin, cack.
+            for (fc, f) in [true, false, false, true].into_iter().zip(c.close(r, s)) {
+                q.push_back((fc, f));
+            }
+            pending.push((c, q));
+            started += 1;
+            continue;
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let k = (next() % pending.len() as u64) as usize;
+        let (c, q) = &mut pending[k];
+        let (from_client, f) = q.pop_front().unwrap();
+        t += 100;
+        m.begin_batch(t);
+        if from_client {
+            let ended = port_of
+                .get(&c.c.1)
+                .is_some_and(|p| m.middlebox().ended.contains(p));
+            match m.frame(&f, t) {
+                Verdict::Rewritten(o) => {
+                    assert!(!ended, "a client frame of an ended flow found a flow");
+                    let (src, _, seg) = check(o);
+                    assert_eq!(src, public);
+                    let p = ports(&seg).0;
+                    assert_eq!(
+                        *port_of.entry(c.c.1).or_insert(p),
+                        p,
+                        "one port per connection"
+                    );
+                }
+                // An evicted flow's later client frames (no SYN) are orphans.
+                Verdict::Forward => {
+                    assert!(ended, "a client frame of a live flow found none");
+                    orphans += 1;
+                }
+                v => panic!("{v:?}"),
+            }
+        } else {
+            let port = port_of[&c.c.1];
+            let ended = m.middlebox().ended.contains(&port);
+            let to_public = server_view(c, (public, port));
+            // The same frame as the server sends it: to the public tuple.
+            let g = to_public.raw(
+                false,
+                u32::from_be_bytes(f[38..42].try_into().unwrap()),
+                u32::from_be_bytes(f[42..46].try_into().unwrap()),
+                f[47],
+                &f[54..],
+            );
+            match m.frame(&g, t) {
+                Verdict::Rewritten(b) => {
+                    assert!(!ended, "a reply of an ended flow found a flow");
+                    let (_, dst, seg) = check(b);
+                    assert_eq!((dst, ports(&seg).1), c.c, "back to its own client");
+                    back += 1;
+                }
+                Verdict::Forward => {
+                    assert!(ended, "a reply of a live flow found none");
+                    orphans += 1;
+                    lost_replies += 1;
+                }
+                v => panic!("{v:?}"),
+            }
+        }
+        m.end_batch();
+        if q.is_empty() {
+            pending.swap_remove(k);
+        }
+    }
+    let cn = m.counters().clone();
+    assert_eq!(cn.drop_count(DropReason::Orphan), orphans);
+    // Every connection ended once, closed or evicted (88 of them with this seed).
+    assert_eq!(cn.flows_closed + cn.flows_evicted, 300);
+    assert_eq!(m.middlebox().ended.len(), 300, "CONN_END once per flow");
+    assert_eq!(
+        back + lost_replies,
+        300 * 4,
+        "four server frames per connection"
+    );
+    m.close_all();
+    // No alias outlives its flow: every public port is an orphan now.
+    for (cport, port) in port_of.iter().take(20) {
+        let mut c = Conn::v4(1, 2);
+        c.c.1 = *cport;
+        let g = server_view(&c, (public, *port)).sack(0, 0);
+        m.begin_batch(t + 1);
+        assert_eq!(m.frame(&g, t + 1), Verdict::Forward);
+        m.end_batch();
+    }
+}
