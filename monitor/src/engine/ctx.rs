@@ -263,7 +263,8 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
         self.packet_mut()?;
         let p = &mut self.core.pkt;
         let (l3, l4, tlen, v6) = locate(&p.buf).ok_or(ActionError::TooLarge)?;
-        let doff = (p.buf[l4 + 12] >> 4) as usize * 4;
+        // (The callbacks may have written anything into the frame: no index is trusted.)
+        let doff = (*p.buf.get(l4 + 12).ok_or(ActionError::TooLarge)? >> 4) as usize * 4;
         let pay = l4 + doff;
         let plen = tlen.checked_sub(doff).ok_or(ActionError::TooLarge)?;
         if off > plen || remove > plen - off {
