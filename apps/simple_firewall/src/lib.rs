@@ -1,93 +1,135 @@
 //! `simple_firewall`, the mOS sample, on Ferrule's monitor API (inline mode).
 //!
-//! Reads an mOS rule file (see [`rules`]). At each connection's first SYN (`CONN_START`, sender
-//! view) it finds the first matching rule and counts it: `DROP` drops that SYN and every later
-//! packet the client sends on that connection (retransmitted SYNs are dropped and counted
-//! again); `ACCEPT`, or no match, stops monitoring the flow so the rest of it is forwarded
-//! untouched. The table prints as mOS prints it (`Display` on [`Rules`]). IPv6 connections
-//! match no rule (the mOS format is IPv4 only) and are accepted.
+//! Rules (see [`rules`]: the mOS rule file, plus IPv6) are matched at each connection's
+//! initial SYN, client to server, and the first matching rule counts the SYN, as in mOS.
+//! `DROP`: that SYN and every later frame of the connection, in both directions, is dropped
+//! (a retransmitted SYN is counted again); `ACCEPT`, or no match: monitoring stops and the
+//! rest of the connection is forwarded untouched. A per-core timer prints the rule table with
+//! its counts every second, exactly as mOS's `DumpFWRuleTable` (on core 0 only, as mOS: the
+//! counts are shared by the cores).
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod rules;
-pub use rules::{Action, Rule, RuleError, Rules};
+pub use rules::{first_match, parse_line, Action, Net, Rule, RuleError, Rules, Table, MAX_RULES};
 
-use core::net::IpAddr;
-use monitor::{Ctx, Event, Hook, Middlebox, Registry, Side};
+use core::fmt;
+use monitor::{Ctx, Event, Hook, Middlebox, Registry, Side, TcpState};
 
-/// Per-flow state: the rule a dropped connection matched.
-#[derive(Default)]
-pub struct Blocked(Option<usize>);
+/// The print timer's id.
+pub const PRINT_TIMER: u32 = 1;
+/// Time between two tables, µs (mOS: 1 s).
+pub const PERIOD_US: u64 = 1_000_000;
 
-/// The firewall middlebox.
-pub struct Firewall {
-    /// The rule table with its per-rule counts.
-    pub rules: Rules,
-    /// SYNs dropped (first and retransmitted).
-    pub syns_dropped: u64,
-    /// Other client packets of dropped connections dropped.
-    pub packets_dropped: u64,
+/// Where the table's lines go.
+pub trait Out {
+    /// One line, without its newline.
+    fn line(&mut self, line: fmt::Arguments<'_>);
 }
 
-impl Firewall {
-    /// A firewall with this rule table.
-    pub fn new(rules: Rules) -> Firewall {
+impl<F: FnMut(fmt::Arguments<'_>)> Out for F {
+    fn line(&mut self, line: fmt::Arguments<'_>) {
+        self(line)
+    }
+}
+
+/// Per-flow state: the rule that dropped the connection, if one did.
+#[derive(Default)]
+pub struct Verdict {
+    /// Whether the rules were looked up (at the first frame).
+    pub decided: bool,
+    /// Index of the DROP rule the connection matched.
+    pub dropped_by: Option<usize>,
+}
+
+/// The firewall middlebox of one core.
+pub struct Firewall<'t, O: Out> {
+    table: Table<'t>,
+    out: O,
+    /// Whether this core prints the table (mOS: core 0).
+    pub prints: bool,
+    /// Connections dropped by a rule.
+    pub conns_dropped: u64,
+    /// Frames dropped (SYNs and the rest of dropped connections, both directions).
+    pub frames_dropped: u64,
+}
+
+impl<'t, O: Out> Firewall<'t, O> {
+    /// A firewall over `table`; `prints`: this core prints the table every second.
+    pub fn new(table: Table<'t>, out: O, prints: bool) -> Self {
         Firewall {
-            rules,
-            syns_dropped: 0,
-            packets_dropped: 0,
+            table,
+            out,
+            prints,
+            conns_dropped: 0,
+            frames_dropped: 0,
         }
     }
-}
 
-impl Middlebox for Firewall {
-    type Flow = Blocked;
-
-    fn init(&mut self, reg: &mut Registry) {
-        reg.subscribe(Event::CONN_START, Hook::Snd);
-        reg.subscribe(Event::PKT_IN, Hook::Snd);
+    /// Prints the rule table with its counts.
+    pub fn print(&mut self) {
+        let out = &mut self.out;
+        self.table.lines(|l| out.line(l));
     }
 
-    fn on_event(&mut self, cx: &mut Ctx<'_, '_, Blocked>, ev: Event, _hook: Hook, side: Side) {
+    /// Its output.
+    pub fn out(&mut self) -> &mut O {
+        &mut self.out
+    }
+}
+
+impl<O: Out> Middlebox for Firewall<'_, O> {
+    type Flow = Verdict;
+
+    fn init(&mut self, reg: &mut Registry) {
+        reg.subscribe(Event::PKT_IN, Hook::Snd);
+        if self.prints {
+            let _ = reg.set_timer(PRINT_TIMER, PERIOD_US, PERIOD_US);
+        }
+    }
+
+    fn on_event(&mut self, cx: &mut Ctx<'_, '_, Verdict>, _ev: Event, _hook: Hook, side: Side) {
         let Some(flow) = cx.flow() else { return };
-        if ev == Event::CONN_START && side == Side::Client {
-            let Ok(ends) = cx.endpoints(flow) else { return };
-            let (Some((IpAddr::V4(c), cp)), Some((IpAddr::V4(s), sp))) =
-                (Some(ends.client), Some(ends.server))
-            else {
+        let Some(v) = cx.user() else { return };
+        let (decided, rule) = (v.decided, v.dropped_by);
+        if !decided {
+            // The connection's first frame: its initial SYN, client to server.
+            let Ok(e) = cx.endpoints(flow) else { return };
+            let verdict = self
+                .table
+                .lookup(e.client.0, e.client.1, e.server.0, e.server.1);
+            if let Some(v) = cx.user() {
+                v.decided = true;
+                if let (Some(i), Action::Drop) = verdict {
+                    v.dropped_by = Some(i);
+                }
+            }
+            if let (Some(_), Action::Drop) = verdict {
+                self.conns_dropped += 1;
+                for s in Side::BOTH {
+                    let _ = cx.disable_buffer(flow, s);
+                }
+                if cx.drop_packet().is_ok() {
+                    self.frames_dropped += 1;
+                }
+            } else {
                 let _ = cx.stop_monitoring();
-                return;
-            };
-            match self.rules.lookup(c, cp, s, sp) {
-                (Some(i), Action::Drop) => {
-                    if let Some(b) = cx.user() {
-                        b.0 = Some(i);
-                    }
-                    if cx.drop_packet().is_ok() {
-                        self.syns_dropped += 1;
-                    }
-                }
-                _ => {
-                    let _ = cx.stop_monitoring();
-                }
             }
-        } else if ev == Event::PKT_IN && side == Side::Client {
-            // A later packet of a dropped connection: a retransmitted SYN counts again.
-            let Some(rule) = cx.user().and_then(|b| b.0) else {
-                return;
-            };
-            let syn = cx
-                .tcp_state(flow, Side::Client)
-                .map(|s| s.name() == "SYN_SENT")
-                .unwrap_or(false);
+        } else if let Some(rule) = rule {
+            // A later frame of a dropped connection; a retransmitted SYN (the client still in
+            // SYN_SENT) counts again, as in mOS.
+            if side == Side::Client && cx.tcp_state(flow, Side::Client) == Ok(TcpState::SynSent) {
+                self.table.count(rule);
+            }
             if cx.drop_packet().is_ok() {
-                if syn {
-                    self.syns_dropped += 1;
-                    self.rules.count(rule);
-                } else {
-                    self.packets_dropped += 1;
-                }
+                self.frames_dropped += 1;
             }
+        }
+    }
+
+    fn on_timer(&mut self, _cx: &mut Ctx<'_, '_, Verdict>, id: u32) {
+        if id == PRINT_TIMER {
+            self.print();
         }
     }
 }
