@@ -14,7 +14,7 @@ pub mod rules;
 pub use rules::{first_match, parse_line, Action, Net, Rule, RuleError, Rules, Table, MAX_RULES};
 
 use core::fmt;
-use monitor::{Ctx, Event, Hook, Middlebox, Registry, Side, TcpState};
+use monitor::{Ctx, Event, Hook, Middlebox, Registry, Side};
 
 /// The print timer's id.
 pub const PRINT_TIMER: u32 = 1;
@@ -116,9 +116,11 @@ impl<O: Out> Middlebox for Firewall<'_, O> {
                 let _ = cx.stop_monitoring();
             }
         } else if let Some(rule) = rule {
-            // A later frame of a dropped connection; a retransmitted SYN (the client still in
-            // SYN_SENT) counts again, as in mOS.
-            if side == Side::Client && cx.tcp_state(flow, Side::Client) == Ok(TcpState::SynSent) {
+            // A later frame of a dropped connection; a retransmitted SYN (SYN without ACK)
+            // counts again, as in mOS.
+            if side == Side::Client
+                && cx.packet().and_then(tcp_flags).map(|f| f & 0x12) == Some(0x02)
+            {
                 self.table.count(rule);
             }
             if cx.drop_packet().is_ok() {
@@ -131,5 +133,83 @@ impl<O: Out> Middlebox for Firewall<'_, O> {
         if id == PRINT_TIMER {
             self.print();
         }
+    }
+}
+
+/// The TCP flags byte of an Ethernet frame (802.1Q/802.1ad tags, IPv4 options and IPv6
+/// extension headers skipped), or `None` if it is not a TCP segment's first fragment.
+pub fn tcp_flags(f: &[u8]) -> Option<u8> {
+    let mut at = 12;
+    let mut ethertype = u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]);
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        at += 4;
+        ethertype = u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]);
+    }
+    let ip = at + 2;
+    let l4 = match ethertype {
+        0x0800 => {
+            let frag = u16::from_be_bytes([*f.get(ip + 6)?, *f.get(ip + 7)?]) & 0x1fff;
+            if *f.get(ip + 9)? != 6 || frag != 0 {
+                return None;
+            }
+            ip + usize::from(f.get(ip)? & 0x0f) * 4
+        }
+        0x86dd => {
+            let (mut next, mut at) = (*f.get(ip + 6)?, ip + 40);
+            loop {
+                match next {
+                    6 => break at,
+                    0 | 43 | 60 => {
+                        next = *f.get(at)?;
+                        at += (usize::from(*f.get(at + 1)?) + 1) * 8;
+                    }
+                    44 => {
+                        let off = u16::from_be_bytes([*f.get(at + 2)?, *f.get(at + 3)?]) >> 3;
+                        if off != 0 {
+                            return None;
+                        }
+                        next = *f.get(at)?;
+                        at += 8;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        _ => return None,
+    };
+    f.get(l4 + 13).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_flags;
+
+    #[test]
+    fn flags_are_found_behind_tags_options_and_extension_headers() {
+        let mut v4 = [0u8; 14 + 24 + 20].to_vec();
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        v4[14] = 0x46; // 4 bytes of options
+        v4[14 + 9] = 6;
+        v4[14 + 24 + 13] = 0x12;
+        assert_eq!(tcp_flags(&v4), Some(0x12));
+        // Behind an 802.1Q tag.
+        let mut tagged = v4[..12].to_vec();
+        tagged.extend([0x81, 0x00, 0, 42]);
+        tagged.extend(&v4[12..]);
+        assert_eq!(tcp_flags(&tagged), Some(0x12));
+        // A non-first fragment has no TCP header.
+        v4[14 + 6] = 0x00;
+        v4[14 + 7] = 0x10;
+        assert_eq!(tcp_flags(&v4), None);
+        // IPv6 with a hop-by-hop header (8 bytes) before TCP.
+        let mut v6 = [0u8; 14 + 40 + 8 + 20].to_vec();
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6[14 + 6] = 0;
+        v6[14 + 40] = 6;
+        v6[14 + 48 + 13] = 0x02;
+        assert_eq!(tcp_flags(&v6), Some(0x02));
+        v6[14 + 40] = 17;
+        assert_eq!(tcp_flags(&v6), None);
+        assert_eq!(tcp_flags(&[0u8; 10]), None);
     }
 }

@@ -123,3 +123,61 @@ idx   flows   target   client             server             port
     );
     assert_eq!(stdout, want_out);
 }
+
+#[path = "../../midstat/tests/common/frames.rs"]
+mod frames;
+
+#[test]
+fn a_retransmitted_syn_of_a_dropped_connection_counts_again() {
+    use frames::{Conn, ACK, PSH, SYN};
+    // Rule 1 of default.rules drops this one; its client sends its SYN three times.
+    let mut blocked = Conn::new("10.0.0.1:40001", "192.168.3.1:80");
+    let syn = blocked.c(SYN, b"").1;
+    // Rule 3 accepts this one.
+    let mut open = Conn::new("10.0.0.2:40002", "192.168.4.1:80");
+    let mut frames = vec![syn.clone()];
+    frames.extend(open.handshake().into_iter().map(|s| s.1));
+    frames.push(syn.clone());
+    frames.push(open.c(PSH | ACK, b"hello").1);
+    frames.push(syn);
+    frames.push(open.s(ACK, b"").1);
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, out) = (dir.path().join("in.pcap"), dir.path().join("out.pcap"));
+    let mut w = appliance::host::PcapOut::new(Vec::new()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.frame(10_000_000 + i as u64, f).unwrap();
+    }
+    std::fs::write(&pcap, w.finish().unwrap()).unwrap();
+    let res = Command::new(env!("CARGO_BIN_EXE_simple_firewall"))
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    let got: Vec<Vec<u8>> = Capture::load(&out)
+        .unwrap()
+        .frames()
+        .map(|(_, f)| f.to_vec())
+        .collect();
+    let want: Vec<Vec<u8>> = [1, 2, 3, 5, 7].iter().map(|&i| frames[i].clone()).collect();
+    assert_eq!(got, want);
+    let stdout = String::from_utf8(res.stdout).unwrap();
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with(['1', '2', '3']))
+        .collect();
+    // The periodic table (all zero, before the first frame), then the final one.
+    assert_eq!(
+        rows[3..],
+        [
+            "1     3       DROP     0.0.0.0/0          192.168.3.0/24     dport:80    ",
+            "2     0       DROP     ::/0               fd00:1::5          dport:80    ",
+            "3     1       ACCEPT   10.0.0.0/8         0.0.0.0/0          ",
+        ]
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("simple_firewall: core 0 connections dropped 1 frames dropped 3")
+    );
+}

@@ -1,0 +1,482 @@
+//! The mOS samples as images under QEMU (TCG), and the same builds on the host.
+//!
+//! * simple_firewall, inline on an igb pair, rules from a file built in (IPv4 and IPv6
+//!   rules): each connection's client frames enter port 0 and its server frames port 1;
+//!   exactly the frames of the connections a DROP rule matches stay behind, every other frame
+//!   comes out of the other port byte-identical, each flow's frames in order; core 0's last
+//!   rule table has the exact counts. The host runner built with the same file forwards the
+//!   same frames and prints the same table.
+//! * midstat, tap mode: three scripted connections (IPv4 and IPv6) go through handshake,
+//!   data, half close, close and reset in phases; every table the timer prints while the
+//!   traffic runs is exactly the table of the phase before or after the last injection.
+//! * matcher, built with a pattern of its own: needles split across two and three segments,
+//!   in reordered segments, in both directions and over IPv6, each found once at its exact
+//!   stream offset in the image, and the same list on the host.
+
+#[path = "../../apps/midstat/tests/common/frames.rs"]
+mod frames;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use frames::{Conn, Sent, ACK, PSH, RST};
+use image::host::capture::Capture;
+use image::host::gen::{self, GenConfig};
+use image::runner::AppCrate;
+use image::{App, Verbosity};
+use qemu::{Config, ExitStatus, Firmware, NicModel};
+use tests::{boot, timeout_for, Vm};
+
+/// Builds run one at a time: each build of a package writes the same ELF path.
+static BUILDS: Mutex<()> = Mutex::new(());
+
+/// The guest ELF of `package` built with `env`, copied to `dir`.
+fn guest(package: &str, env: &[(&str, &str)], dir: &Path) -> PathBuf {
+    let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let elf = image::build_app_with_env(&App::Package(package.into()), Verbosity::Quiet, env)
+        .unwrap_or_else(|e| panic!("building {package}: {e}"));
+    let copy = dir.join(format!("{package}.elf"));
+    std::fs::copy(&elf, &copy).unwrap();
+    copy
+}
+
+/// The host runner of `package` built with `env`, run over `capture` (with `args`):
+/// (stdout, stderr).
+fn host(package: &str, env: &[(&str, &str)], capture: &Path, args: &[&str]) -> (String, String) {
+    let exe = {
+        let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+        let app = AppCrate::locate(&App::Package(package.into())).unwrap();
+        let exe = app.build_host_runner_with_env(env).unwrap();
+        let copy = capture.with_extension(format!("{package}-runner"));
+        std::fs::copy(&exe, &copy).unwrap();
+        copy
+    };
+    let out = Command::new(&exe).arg(capture).args(args).output().unwrap();
+    let (o, e) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{package} host runner: {e}");
+    (o, e)
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = appliance::host::PcapOut::new(Vec::new()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.frame(1_000_000 + i as u64, f).unwrap();
+    }
+    std::fs::write(path, w.finish().unwrap()).unwrap();
+}
+
+/// `client server` (`IP:PORT`) of a TCP frame, sender first, or `None`.
+fn tcp_endpoints(f: &[u8]) -> Option<(String, String)> {
+    let (src, dst, l4): (std::net::IpAddr, std::net::IpAddr, usize) =
+        match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+            0x0800 if f.get(23) == Some(&6) => {
+                let a: [u8; 4] = f.get(26..30)?.try_into().ok()?;
+                let b: [u8; 4] = f.get(30..34)?.try_into().ok()?;
+                (a.into(), b.into(), 14 + (f[14] as usize & 15) * 4)
+            }
+            0x86dd if f.get(20) == Some(&6) => {
+                let a: [u8; 16] = f.get(22..38)?.try_into().ok()?;
+                let b: [u8; 16] = f.get(38..54)?.try_into().ok()?;
+                (a.into(), b.into(), 54)
+            }
+            _ => return None,
+        };
+    let p = |o: usize| Some(u16::from_be_bytes([*f.get(o)?, *f.get(o + 1)?]));
+    Some((gen::endpoint(src, p(l4)?), gen::endpoint(dst, p(l4 + 2)?)))
+}
+
+/// Frames by direction (`SRC > DST`), each direction in order.
+fn by_flow(frames: &[Vec<u8>]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut m: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for f in frames {
+        let k = tcp_endpoints(f).map_or_else(|| "other".into(), |(s, d)| format!("{s} > {d}"));
+        m.entry(k).or_default().push(f.clone());
+    }
+    m
+}
+
+/// QEMU's igb pads received frames to the Ethernet minimum of 60 bytes.
+fn padded(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f.len() < 60 {
+                f.resize(60, 0);
+            }
+            f
+        })
+        .collect()
+}
+
+/// Panics with the first difference (direction, position) instead of both whole maps.
+fn same_flows(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
+    let (got, want) = (by_flow(got), by_flow(want));
+    for (k, w) in &want {
+        let g = got
+            .get(k)
+            .unwrap_or_else(|| panic!("{what}: {k} never came out"));
+        assert_eq!(g.len(), w.len(), "{what}: frames of {k}");
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(a == b, "{what}: {k} frame {i} differs");
+        }
+    }
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        extra.is_empty(),
+        "{what}: directions nobody sent: {extra:?}"
+    );
+}
+
+/// Waits until the host has read `n` frames the guest sent on `nic`.
+fn wait_captured(vm: &mut Vm, nic: usize, n: usize) -> Vec<Vec<u8>> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Vec<Vec<u8>> = vm.nic(nic).captured().into_iter().map(|f| f.data).collect();
+        if got.len() >= n || Instant::now() > end {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const FW_RULES: &str = "\
+# tests/tests/samples.rs: IPv4 and IPv6 rules
+DROP    10.0.0.0/8   192.168.5.1     dport:80
+DROP    fd00::/64    fd00:1::4/128
+DROP    0.0.0.0      192.168.2.0/24  sport:1   # client ports are 1024 and up: never
+ACCEPT  0.0.0.0/0    0.0.0.0/0
+";
+
+/// The rule table as simple_firewall prints it, with these counts.
+fn fw_table(counts: [usize; 4]) -> Vec<String> {
+    let t = format!(
+        "-----------------------------------------------------------------------
+Firewall rule table
+idx   flows   target   client             server             port
+1     {:<8}DROP     10.0.0.0/8         192.168.5.1        dport:80    
+2     {:<8}DROP     fd00::/64          fd00:1::4          
+3     {:<8}DROP     0.0.0.0            192.168.2.0/24     sport:1     
+4     {:<8}ACCEPT   0.0.0.0/0          0.0.0.0/0          
+-----------------------------------------------------------------------",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+    t.lines().map(String::from).collect()
+}
+
+#[test]
+fn simple_firewall_drops_exactly_the_rules_connections_and_forwards_the_rest_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("t.pcap");
+    let cfg = GenConfig {
+        flows: 40,
+        concurrent: 8,
+        ipv6_pct: 40.0,
+        seed: 47,
+        ..GenConfig::default()
+    };
+    gen::generate_files(&cfg, &pcap).unwrap();
+    let truth = std::fs::read_to_string(gen::truth_path(&pcap)).unwrap();
+    let (truth, _) = image::host::json::parse_lines(&truth).unwrap();
+    let dropped_servers = ["192.168.5.1:80", "[fd00:1::4]:80"];
+    let blocked: BTreeSet<&str> = truth
+        .iter()
+        .filter(|t| dropped_servers.contains(&t.server.as_str()))
+        .map(|t| t.client.as_str())
+        .collect();
+    assert_eq!(blocked.len(), 2, "seed 47 has one connection to each");
+    assert_eq!(
+        truth
+            .iter()
+            .filter(|t| t.server == "192.168.2.1:80")
+            .count(),
+        1
+    );
+    let v4 = truth.iter().filter(|t| !t.client.starts_with('[')).count();
+    let clients: BTreeSet<&str> = truth.iter().map(|t| t.client.as_str()).collect();
+    let rules = dir.path().join("fw.rules");
+    std::fs::write(&rules, FW_RULES).unwrap();
+    let rules_abs = std::fs::canonicalize(&rules).unwrap().display().to_string();
+    let env = [("FERRULE_RULES", rules_abs.as_str())];
+
+    // Client frames into port 0, server frames into port 1, in capture order.
+    let cap = Capture::load(&pcap).unwrap();
+    let mut plan: Vec<(usize, Vec<u8>)> = Vec::new();
+    for (_, f) in cap.frames() {
+        let (src, _) = tcp_endpoints(f).unwrap();
+        plan.push((usize::from(!clients.contains(src.as_str())), f.to_vec()));
+    }
+    let is_blocked = |f: &Vec<u8>| {
+        tcp_endpoints(f)
+            .is_some_and(|(s, d)| blocked.contains(s.as_str()) || blocked.contains(d.as_str()))
+    };
+    let pass = |p: usize| -> Vec<Vec<u8>> {
+        plan.iter()
+            .filter(|(q, f)| *q == p && !is_blocked(f))
+            .map(|(_, f)| f.clone())
+            .collect()
+    };
+    let (want1, want0) = (pass(0), pass(1));
+    let dropped = plan.len() - want0.len() - want1.len();
+
+    // On the host: the same build forwards exactly the unblocked frames, in order.
+    let out = dir.path().join("host-out.pcap");
+    let (stdout, stderr) = host(
+        "simple_firewall",
+        &env,
+        &pcap,
+        &["--out", out.to_str().unwrap()],
+    );
+    let host_out: Vec<Vec<u8>> = Capture::load(&out)
+        .unwrap()
+        .frames()
+        .map(|(_, f)| f.to_vec())
+        .collect();
+    let host_want: Vec<Vec<u8>> = plan
+        .iter()
+        .map(|(_, f)| f.clone())
+        .filter(|f| !is_blocked(f))
+        .collect();
+    assert!(host_out == host_want, "host: forwarded frames differ");
+    assert!(stderr.contains(&format!(" dropped {dropped} ")), "{stderr}");
+    let host_lines: Vec<&str> = stdout.lines().collect();
+    let last = fw_table([1, 1, 0, v4 - 1]);
+    assert_eq!(
+        host_lines[host_lines.len() - 9..host_lines.len() - 1],
+        last.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        "{stdout}"
+    );
+    assert_eq!(
+        host_lines[0],
+        format!("simple_firewall: 4 rules from {rules_abs}")
+    );
+
+    // In the image, on two cores.
+    let elf = guest("simple_firewall", &env, dir.path());
+    let mut vm = boot(
+        Config::kernel(elf)
+            .with_cores(2)
+            .with_nic_at(NicModel::Igb, 3)
+            .with_nic_at(NicModel::Igb, 5)
+            .with_timeout(timeout_for(Firmware::Direct) * 2),
+    );
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+    vm.expect_line("the rule file", |l| {
+        l == format!("simple_firewall: 4 rules from {rules_abs}")
+    });
+    for (p, f) in &plan {
+        vm.nic(*p).send(f).expect("inject");
+    }
+    vm.expect_exit(ExitStatus::Success);
+    let out1 = wait_captured(&mut vm, 1, want1.len());
+    let out0 = wait_captured(&mut vm, 0, want0.len());
+    let report = vm.report();
+    assert_eq!(out1.len(), want1.len(), "frames out of port 1\n{report}");
+    assert_eq!(out0.len(), want0.len(), "frames out of port 0\n{report}");
+    same_flows(&out1, &padded(&want1), "port 0 -> port 1");
+    same_flows(&out0, &padded(&want0), "port 1 -> port 0");
+    // Core 0's last table (printed at the end) counts every core's SYNs.
+    let lines = vm.lines();
+    let tables: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| *l == "Firewall rule table")
+        .map(|(i, _)| i - 1)
+        .collect();
+    let at = *tables.last().unwrap();
+    assert_eq!(lines[at..at + 8], last[..], "{report}");
+    let verdict_drops: u64 = lines
+        .iter()
+        .filter(|l| l.contains("forward_cycles/frame"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "verdict_drops").unwrap();
+            w[i + 1].parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(verdict_drops, dropped as u64, "{report}");
+}
+
+const MIDSTAT_HEADER: &str =
+    "Proto CPU Client Address        Client State Server Address        Server State";
+
+/// Reads console lines up to the end of the next complete table (header and its rows).
+fn next_table(vm: &mut Vm, pending: &mut Option<Vec<String>>) -> Vec<String> {
+    loop {
+        let line = vm
+            .next_line(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("waiting for a midstat table: {e}"))
+            .unwrap_or_else(|| panic!("the guest ended; console:\n{}", vm.report()));
+        if line.starts_with("tcp ") {
+            if let Some(t) = pending.as_mut() {
+                t.push(line);
+            }
+            continue;
+        }
+        let done = pending.take();
+        if line == MIDSTAT_HEADER {
+            *pending = Some(Vec::new());
+        }
+        if let Some(t) = done {
+            return t;
+        }
+    }
+}
+
+#[test]
+fn midstat_prints_the_exact_table_every_second_while_traffic_runs() {
+    let mut a = Conn::new("10.0.0.1:40001", "192.168.3.1:80");
+    let mut b = Conn::new("[fd00::1]:40002", "[fd00:1::5]:80");
+    let mut c = Conn::new("10.0.0.3:40003", "192.168.7.1:80");
+    let mut p0 = a.handshake();
+    p0.extend(b.handshake());
+    p0.extend(c.handshake());
+    let mut p1 = a.client_fin();
+    p1.push(b.c(PSH | ACK, b"GET / HTTP/1.0\r\n\r\n"));
+    p1.push(b.s(PSH | ACK, b"HTTP/1.0 200 OK\r\n\r\n"));
+    p1.push(c.c(RST, b""));
+    let mut p2 = a.server_fin();
+    p2.extend(b.client_fin());
+    let row = |c: &str, cs: &str, s: &str, ss: &str| {
+        format!("tcp   0   {c:<21} {cs:<12} {s:<21} {ss:<12}")
+    };
+    let (a4, a4s) = ("10.0.0.1:40001", "192.168.3.1:80");
+    let (b6, b6s) = ("[fd00::1]:40002", "[fd00:1::5]:80");
+    let (c4, c4s) = ("10.0.0.3:40003", "192.168.7.1:80");
+    let est = "ESTABLISHED";
+    let tables: [Vec<String>; 4] = [
+        vec![],
+        vec![
+            row(a4, est, a4s, est),
+            row(b6, est, b6s, est),
+            row(c4, est, c4s, est),
+        ],
+        vec![
+            row(a4, "FIN_WAIT_2", a4s, "CLOSE_WAIT"),
+            row(b6, est, b6s, est),
+        ],
+        vec![row(b6, "FIN_WAIT_2", b6s, "CLOSE_WAIT")],
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let elf = guest("midstat", &[], dir.path());
+    let mut vm = boot(
+        Config::kernel(elf)
+            .with_cores(1)
+            .with_nic(NicModel::Igb)
+            .with_timeout(timeout_for(Firmware::Direct)),
+    );
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+    let mut keepalive = vec![0xff; 12];
+    keepalive.extend([0x88, 0xb5]);
+    keepalive.resize(60, 0);
+    let mut pending = None;
+    // The empty table, once a second before any traffic.
+    for _ in 0..2 {
+        assert_eq!(next_table(&mut vm, &mut pending), tables[0]);
+    }
+    for (k, phase) in [p0, p1, p2].iter().enumerate() {
+        for (_, f) in phase {
+            vm.nic(0).send(f).expect("inject");
+        }
+        // Each table is the one before this phase or the one after it; the one after comes.
+        // A non-IP frame per table keeps the appliance from its idle exit (3 s after the last
+        // frame) while the test waits.
+        let mut seen = 0;
+        while seen < 2 {
+            let t = next_table(&mut vm, &mut pending);
+            vm.nic(0).send(&keepalive).expect("inject");
+            if t == tables[k + 1] {
+                seen += 1;
+            } else {
+                assert_eq!(seen, 0, "phase {k}: a table changed back");
+                assert_eq!(t, tables[k], "phase {k}: a table of neither state");
+            }
+        }
+    }
+    vm.expect_exit(ExitStatus::Success);
+    let lines = vm.lines();
+    assert!(
+        lines.iter().any(|l| l == "midstat: 3 connections ended"),
+        "{}",
+        vm.report()
+    );
+}
+
+#[test]
+fn matcher_finds_needles_split_across_segments_in_the_image_and_on_the_host() {
+    // The pattern is built in: FERRULE_PATTERN (what --pattern sets), not the default.
+    let hex = "c0ffee00d00d";
+    let n: &[u8] = &[0xc0, 0xff, 0xee, 0x00, 0xd0, 0x0d];
+    let mut a = Conn::new("10.0.0.1:40001", "192.168.3.1:80");
+    let mut b = Conn::new("[fd00::1]:40002", "[fd00:1::5]:80");
+    let mut frames: Vec<Sent> = a.handshake();
+    frames.extend(b.handshake());
+    // A, client to server: 10 bytes, then the needle split 2+4 over two segments (offset 10),
+    // then 3 bytes, a needle inside one segment (offset 19) and 1+1+4 over three segments
+    // (offset 28, the middle segment one byte).
+    frames.push(a.c(PSH | ACK, &[b"0123456789".as_slice(), &n[..2]].concat()));
+    frames.push(a.c(
+        PSH | ACK,
+        &[&n[2..], b"abc".as_slice(), n, b"xyz".as_slice(), &n[..1]].concat(),
+    ));
+    frames.push(a.c(PSH | ACK, &n[1..2]));
+    frames.push(a.c(PSH | ACK, &[&n[2..], b"!".as_slice()].concat()));
+    // B, server to client over IPv6: the needle split 3+3 at offset 5, the second segment sent
+    // first (reordered), then again at offset 20 in one segment.
+    let first = b.s(PSH | ACK, &[b"hello".as_slice(), &n[..3]].concat());
+    let second = b.s(PSH | ACK, &[&n[3..], b"012345678".as_slice(), n].concat());
+    frames.push(second);
+    frames.push(first);
+    frames.push(b.c(ACK, b""));
+    let want: BTreeSet<String> = [
+        "match 10.0.0.1:40001 192.168.3.1:80 c2s 10",
+        "match 10.0.0.1:40001 192.168.3.1:80 c2s 19",
+        "match 10.0.0.1:40001 192.168.3.1:80 c2s 28",
+        "match [fd00::1]:40002 [fd00:1::5]:80 s2c 5",
+        "match [fd00::1]:40002 [fd00:1::5]:80 s2c 20",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("needles.pcap");
+    let raw: Vec<Vec<u8>> = frames.iter().map(|(_, f)| f.clone()).collect();
+    write_pcap(&pcap, &raw);
+    let env = [("FERRULE_PATTERN", hex)];
+    let summary = format!("matcher: core 0 pattern {hex} matches 5");
+
+    let (stdout, _) = host("matcher", &env, &pcap, &[]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let got: BTreeSet<String> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!((got, lines.len()), (want.clone(), 6), "host:\n{stdout}");
+    assert_eq!(lines[5], summary);
+
+    let elf = guest("matcher", &env, dir.path());
+    let mut vm = boot(
+        Config::kernel(elf)
+            .with_cores(1)
+            .with_nic(NicModel::Igb)
+            .with_timeout(timeout_for(Firmware::Direct)),
+    );
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+    for f in &raw {
+        vm.nic(0).send(f).expect("inject");
+    }
+    vm.expect_exit(ExitStatus::Success);
+    let lines = vm.lines();
+    let matches: Vec<&String> = lines.iter().filter(|l| l.starts_with("match ")).collect();
+    let got: BTreeSet<String> = matches.iter().map(|l| l.to_string()).collect();
+    assert_eq!(matches.len(), 5, "{}", vm.report());
+    assert_eq!(got, want, "{}", vm.report());
+    assert!(lines.contains(&summary), "{}", vm.report());
+}
