@@ -12,6 +12,8 @@
 //! * matcher, built with a pattern of its own: needles split across two and three segments,
 //!   in reordered segments, in both directions and over IPv6, each found once at its exact
 //!   stream offset in the image, and the same list on the host.
+//! * `cargo ferrule run --app simple_firewall --rules FILE` (the tool's entry point) builds
+//!   the file in: the connection it drops stays behind, the other passes both ways.
 
 #[path = "../../apps/midstat/tests/common/frames.rs"]
 mod frames;
@@ -479,4 +481,81 @@ fn matcher_finds_needles_split_across_segments_in_the_image_and_on_the_host() {
     assert_eq!(matches.len(), 5, "{}", vm.report());
     assert_eq!(got, want, "{}", vm.report());
     assert!(lines.contains(&summary), "{}", vm.report());
+}
+
+#[test]
+fn run_builds_the_rules_file_into_simple_firewall() {
+    // `cargo ferrule run --rules FILE`, through the tool's own entry point: the IPv4
+    // connection the file drops stays behind, the IPv6 one passes both ways.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("run.rules");
+    std::fs::write(&rules, "DROP 10.9.0.0/16 0.0.0.0/0\n").unwrap();
+    let mut x = Conn::new("10.9.0.1:40001", "192.168.3.1:80");
+    let mut y = Conn::new("[fd00::9]:40002", "[fd00:1::9]:80");
+    let mut sent: Vec<Sent> = x.handshake();
+    sent.extend(y.handshake());
+    sent.push(x.c(PSH | ACK, b"blocked"));
+    sent.push(y.c(PSH | ACK, b"let through"));
+    sent.push(y.s(PSH | ACK, b"reply"));
+    let side = |client: bool, c: &Conn| -> Vec<Vec<u8>> {
+        sent.iter()
+            .filter(|(from_client, f)| {
+                *from_client == client
+                    && tcp_endpoints(f).is_some_and(|(s, d)| {
+                        [s, d].contains(&gen::endpoint(c.client.ip(), c.client.port()))
+                    })
+            })
+            .map(|(_, f)| f.clone())
+            .collect()
+    };
+    let all = |client: bool| -> Vec<Vec<u8>> {
+        sent.iter()
+            .filter(|(c, _)| *c == client)
+            .map(|(_, f)| f.clone())
+            .collect()
+    };
+    let (client_pcap, server_pcap) = (dir.path().join("c.pcap"), dir.path().join("s.pcap"));
+    write_pcap(&client_pcap, &all(true));
+    write_pcap(&server_pcap, &all(false));
+    let (out0, out1) = (dir.path().join("out0.pcap"), dir.path().join("out1.pcap"));
+    let arg = |p: &Path| p.display().to_string();
+    let args = image::cli::RunArgs::from_args([
+        "--app".to_string(),
+        "simple_firewall".into(),
+        "--rules".into(),
+        arg(&rules),
+        "--cores".into(),
+        "1".into(),
+        "--nic".into(),
+        "igb".into(),
+        "--nic".into(),
+        "igb".into(),
+        "--pcap".into(),
+        format!("0:{}", arg(&client_pcap)),
+        "--pcap".into(),
+        format!("1:{}", arg(&server_pcap)),
+        "--capture".into(),
+        format!("0:{}", arg(&out0)),
+        "--capture".into(),
+        format!("1:{}", arg(&out1)),
+        "--timeout".into(),
+        "120".into(),
+        "--skip-setup".into(),
+    ])
+    .unwrap();
+    let code = {
+        let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+        let _slot = tests::Slot::acquire();
+        image::cli::run_run(&args)
+    };
+    assert_eq!(code, 0, "cargo ferrule run exit code (console above)");
+    let read = |p: &Path| -> Vec<Vec<u8>> {
+        Capture::load(p)
+            .unwrap()
+            .frames()
+            .map(|(_, f)| f.to_vec())
+            .collect()
+    };
+    assert_eq!(read(&out1), padded(&side(true, &y)));
+    assert_eq!(read(&out0), padded(&side(false, &y)));
 }
