@@ -1,12 +1,13 @@
 //! `simple_firewall`, the mOS sample, on Ferrule's monitor API (inline mode).
 //!
-//! Rules (see [`rules`]: the mOS rule file, plus IPv6) are matched at each connection's
-//! initial SYN, client to server, and the first matching rule counts the SYN, as in mOS.
-//! `DROP`: that SYN and every later frame of the connection, in both directions, is dropped
-//! (a retransmitted SYN is counted again); `ACCEPT`, or no match: monitoring stops and the
-//! rest of the connection is forwarded untouched. A per-core timer prints the rule table with
-//! its counts every second, exactly as mOS's `DumpFWRuleTable` (on core 0 only, as mOS: the
-//! counts are shared by the cores).
+//! Rules (see [`rules`]: the mOS rule file, plus IPv6) are looked up at a connection's first
+//! frame, client to server, and the first matching rule counts it, as mOS counts SYNs. The
+//! appliance turns mid-stream pickup off, so that first frame is the initial SYN. `DROP`: that
+//! SYN and every later frame of the connection, both directions, are dropped (a retransmitted
+//! SYN counts again, as in mOS); `ACCEPT`, or no match: monitoring stops and the rest of the
+//! connection is forwarded untouched. A timer prints the rule table with its counts every
+//! second, exactly as mOS's `DumpFWRuleTable`, on the core that `prints` (core 0, as mOS):
+//! the counts are atomics shared by the cores (one relaxed add per counted SYN).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -35,7 +36,7 @@ impl<F: FnMut(fmt::Arguments<'_>)> Out for F {
 
 /// Per-flow state: the rule that dropped the connection, if one did.
 #[derive(Default)]
-pub struct Verdict {
+pub struct Decision {
     /// Whether the rules were looked up (at the first frame).
     pub decided: bool,
     /// Index of the DROP rule the connection matched.
@@ -79,7 +80,7 @@ impl<'t, O: Out> Firewall<'t, O> {
 }
 
 impl<O: Out> Middlebox for Firewall<'_, O> {
-    type Flow = Verdict;
+    type Flow = Decision;
 
     fn init(&mut self, reg: &mut Registry) {
         reg.subscribe(Event::PKT_IN, Hook::Snd);
@@ -88,7 +89,7 @@ impl<O: Out> Middlebox for Firewall<'_, O> {
         }
     }
 
-    fn on_event(&mut self, cx: &mut Ctx<'_, '_, Verdict>, _ev: Event, _hook: Hook, side: Side) {
+    fn on_event(&mut self, cx: &mut Ctx<'_, '_, Decision>, _ev: Event, _hook: Hook, side: Side) {
         let Some(flow) = cx.flow() else { return };
         let Some(v) = cx.user() else { return };
         let (decided, rule) = (v.decided, v.dropped_by);
@@ -129,7 +130,7 @@ impl<O: Out> Middlebox for Firewall<'_, O> {
         }
     }
 
-    fn on_timer(&mut self, _cx: &mut Ctx<'_, '_, Verdict>, id: u32) {
+    fn on_timer(&mut self, _cx: &mut Ctx<'_, '_, Decision>, id: u32) {
         if id == PRINT_TIMER {
             self.print();
         }

@@ -10,7 +10,7 @@ use core::sync::atomic::AtomicU64;
 
 use appliance::{Appliance, Config, CoreInfo, Ctx, Event, Exit, Hook, Log, Middlebox};
 use appliance::{Mode, Registry, Settings, Side};
-use simple_firewall::{Action, Firewall, Net, Out, Rule, Table, Verdict};
+use simple_firewall::{Action, Decision, Firewall, Net, Out, Rule, Table};
 
 include!(concat!(env!("OUT_DIR"), "/rules.rs"));
 
@@ -44,17 +44,17 @@ impl Out for CoreLog {
 struct App(Firewall<'static, CoreLog>, usize);
 
 impl Middlebox for App {
-    type Flow = Verdict;
+    type Flow = Decision;
 
     fn init(&mut self, reg: &mut Registry) {
         self.0.init(reg)
     }
 
-    fn on_event(&mut self, cx: &mut Ctx<'_, '_, Verdict>, ev: Event, hook: Hook, side: Side) {
+    fn on_event(&mut self, cx: &mut Ctx<'_, '_, Decision>, ev: Event, hook: Hook, side: Side) {
         self.0.on_event(cx, ev, hook, side)
     }
 
-    fn on_timer(&mut self, cx: &mut Ctx<'_, '_, Verdict>, id: u32) {
+    fn on_timer(&mut self, cx: &mut Ctx<'_, '_, Decision>, id: u32) {
         self.0.on_timer(cx, id)
     }
 }
