@@ -1,11 +1,11 @@
 //! The mOS samples as images under QEMU (TCG), and the same builds on the host.
 //!
-//! * simple_firewall, inline on an igb pair, rules from a file built in (IPv4 and IPv6
-//!   rules): each connection's client frames enter port 0 and its server frames port 1;
-//!   exactly the frames of the connections a DROP rule matches stay behind, every other frame
-//!   comes out of the other port byte-identical, each flow's frames in order; core 0's last
-//!   rule table has the exact counts. The host runner built with the same file forwards the
-//!   same frames and prints the same table.
+//! * simple_firewall, inline on an igb pair with two cores, rules from a file built in (IPv4
+//!   and IPv6 rules): each connection's client frames enter port 0 and its server frames port
+//!   1, one frame in flight at a time; exactly the frames of the connections a DROP rule
+//!   matches stay behind, every other frame comes out of the other port byte-identical, in
+//!   order; core 0's last rule table has the exact counts of both cores. The host runner built
+//!   with the same file forwards the same frames and prints the same table.
 //! * midstat, tap mode: three scripted connections (IPv4 and IPv6) go through handshake,
 //!   data, half close, close and reset in phases; every table the timer prints while the
 //!   traffic runs is exactly the table of the phase before or after the last injection.
@@ -18,11 +18,11 @@
 #[path = "../../apps/midstat/tests/common/frames.rs"]
 mod frames;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use frames::{Conn, Sent, ACK, PSH, RST};
 use image::host::capture::Capture;
@@ -93,16 +93,6 @@ fn tcp_endpoints(f: &[u8]) -> Option<(String, String)> {
     Some((gen::endpoint(src, p(l4)?), gen::endpoint(dst, p(l4 + 2)?)))
 }
 
-/// Frames by direction (`SRC > DST`), each direction in order.
-fn by_flow(frames: &[Vec<u8>]) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut m: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    for f in frames {
-        let k = tcp_endpoints(f).map_or_else(|| "other".into(), |(s, d)| format!("{s} > {d}"));
-        m.entry(k).or_default().push(f.clone());
-    }
-    m
-}
-
 /// QEMU's igb pads received frames to the Ethernet minimum of 60 bytes.
 fn padded(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
     frames
@@ -115,37 +105,6 @@ fn padded(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
             f
         })
         .collect()
-}
-
-/// Panics with the first difference (direction, position) instead of both whole maps.
-fn same_flows(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
-    let (got, want) = (by_flow(got), by_flow(want));
-    for (k, w) in &want {
-        let g = got
-            .get(k)
-            .unwrap_or_else(|| panic!("{what}: {k} never came out"));
-        assert_eq!(g.len(), w.len(), "{what}: frames of {k}");
-        for (i, (a, b)) in g.iter().zip(w).enumerate() {
-            assert!(a == b, "{what}: {k} frame {i} differs");
-        }
-    }
-    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(
-        extra.is_empty(),
-        "{what}: directions nobody sent: {extra:?}"
-    );
-}
-
-/// Waits until the host has read `n` frames the guest sent on `nic`.
-fn wait_captured(vm: &mut Vm, nic: usize, n: usize) -> Vec<Vec<u8>> {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got: Vec<Vec<u8>> = vm.nic(nic).captured().into_iter().map(|f| f.data).collect();
-        if got.len() >= n || Instant::now() > end {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const FW_RULES: &str = "\
@@ -272,17 +231,56 @@ fn simple_firewall_drops_exactly_the_rules_connections_and_forwards_the_rest_unc
     vm.expect_line("the rule file", |l| {
         l == format!("simple_firewall: 4 rules from {rules_abs}")
     });
-    for (p, f) in &plan {
-        vm.nic(*p).send(f).expect("inject");
+    // One frame in flight at a time, as if each endpoint answered only what it received (the
+    // two ports are separate queues: sent at once, a server's frame could overtake the client
+    // frame before it). Each frame must come out of the other port, as sent, before the next
+    // goes in; after a frame that must be dropped a barrier (a non-IP frame, forwarded
+    // untouched) must come out of the other port first.
+    let mut barrier = vec![0xff; 12];
+    barrier.extend([0x88, 0xb5]);
+    barrier.resize(60, 0xba);
+    let mut sent: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+    for (i, (p, f)) in plan.iter().enumerate() {
+        let (p, q) = (*p, *p ^ 1);
+        vm.nic(p).send(f).expect("inject");
+        let want = if is_blocked(f) {
+            vm.nic(p).send(&barrier).expect("inject");
+            barrier.clone()
+        } else {
+            padded(std::slice::from_ref(f)).remove(0)
+        };
+        let got = vm
+            .nic(q)
+            .wait_for_frame(Duration::from_secs(20), |_| true)
+            .unwrap_or_else(|e| panic!("frame {i} (port {p}): nothing out of port {q}: {e}"));
+        assert!(
+            got.data == want,
+            "frame {i} in on port {p}: out of port {q} came {:02x?}, want {:02x?}",
+            &got.data[..got.data.len().min(64)],
+            &want[..want.len().min(64)]
+        );
+        sent[q].push(want);
     }
     vm.expect_exit(ExitStatus::Success);
-    let out1 = wait_captured(&mut vm, 1, want1.len());
-    let out0 = wait_captured(&mut vm, 0, want0.len());
     let report = vm.report();
-    assert_eq!(out1.len(), want1.len(), "frames out of port 1\n{report}");
-    assert_eq!(out0.len(), want0.len(), "frames out of port 0\n{report}");
-    same_flows(&out1, &padded(&want1), "port 0 -> port 1");
-    same_flows(&out0, &padded(&want0), "port 1 -> port 0");
+    // Nothing else came out: each port's capture is exactly what was expected, in order.
+    for (q, (sent, want)) in sent.iter().zip([&want0, &want1]).enumerate() {
+        let all: Vec<Vec<u8>> = vm.nic(q).captured().into_iter().map(|f| f.data).collect();
+        assert_eq!(all.len(), sent.len(), "frames out of port {q}\n{report}");
+        assert!(
+            all == *sent,
+            "port {q}: the capture differs from what came out in turn"
+        );
+        // Less the barriers: the other port's frames of the connections no rule dropped.
+        let frames: Vec<Vec<u8>> = all.into_iter().filter(|f| *f != barrier).collect();
+        assert!(
+            frames == padded(want),
+            "port {q}: not the frames of the other connections"
+        );
+    }
+    let barriers =
+        vm.nic(0).captured().len() + vm.nic(1).captured().len() - want0.len() - want1.len();
+    assert_eq!(barriers, dropped, "one barrier per dropped frame");
     // Core 0's last table (printed at the end) counts every core's SYNs.
     let lines = vm.lines();
     let tables: Vec<usize> = lines
@@ -303,6 +301,13 @@ fn simple_firewall_drops_exactly_the_rules_connections_and_forwards_the_rest_unc
         })
         .sum();
     assert_eq!(verdict_drops, dropped as u64, "{report}");
+    // In turn, every frame found its connection: none was an orphan.
+    let cores: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("appliance: core ") && l.contains(" flows "))
+        .collect();
+    assert_eq!(cores.len(), 2, "{report}");
+    assert!(cores.iter().all(|l| !l.contains("orphan")), "{report}");
 }
 
 const MIDSTAT_HEADER: &str =
