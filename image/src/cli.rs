@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use qemu::{Config, Firmware, Machine, NicModel, Qemu};
 
 use crate::build::{self, guest_target_dir, App, Verbosity, GUEST_TARGET};
+use crate::host::replay::build_env;
+pub use crate::host::replay::BuildVars;
 use crate::runner::AppCrate;
 use crate::{disk, image_path_for, setup, Error};
 
@@ -24,6 +26,9 @@ pub struct BuildArgs {
     /// Directory for the disk image [default: target/ferrule/images].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// What is built into the app (`--rules`, `--pattern`, `--text`).
+    #[command(flatten)]
+    pub vars: BuildVars,
 }
 
 /// `cargo ferrule run`: build an app and boot it in QEMU, console on stdout.
@@ -82,6 +87,9 @@ pub struct RunArgs {
     /// networking). The app is built with FERRULE_IPFIX_PORT=HOSTPORT.
     #[arg(long, value_name = "HOSTPORT", requires = "mgmt_forward")]
     pub ipfix_to: Option<u16>,
+    /// What is built into the app (`--rules`, `--pattern`, `--text`).
+    #[command(flatten)]
+    pub vars: BuildVars,
 }
 
 impl RunArgs {
@@ -263,7 +271,12 @@ pub fn run_build(a: &BuildArgs) -> i32 {
         Some(s) => App::parse(s),
         None => app_here().unwrap_or_default(),
     };
-    match build_all(&app, a.out.as_deref(), Verbosity::Show) {
+    let vars = match build_env(&a.vars) {
+        Ok(v) => v,
+        Err(e) => return fail(Error::Build(e)),
+    };
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    match build_all_with_env(&app, a.out.as_deref(), Verbosity::Show, &env) {
         Ok(b) => {
             println!("app:        {app}");
             println!(
@@ -356,13 +369,19 @@ pub fn run_run(a: &RunArgs) -> i32 {
         None => ready_line(&app).to_string(),
     };
     let ipfix_port = a.ipfix_to.map(|p| p.to_string()).unwrap_or_default();
-    let env: &[(&str, &str)] = &[
+    let vars = match build_env(&a.vars) {
+        Ok(v) => v,
+        Err(e) => return fail(Error::Build(e)),
+    };
+    let mut env: Vec<(&str, &str)> = vec![
         (
             "FERRULE_MGMT",
             if a.mgmt_forward.is_some() { "qemu" } else { "" },
         ),
         ("FERRULE_IPFIX_PORT", &ipfix_port),
     ];
+    env.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
+    let env = &env[..];
     let config = match a.firmware {
         Firmware::Direct => match build::build_app_with_env(&app, Verbosity::Show, env) {
             Ok(elf) => Config::kernel(elf),

@@ -192,9 +192,16 @@ impl AppCrate {
 
     /// Builds the host runner and returns its executable.
     pub fn build_host_runner(&self) -> Result<PathBuf, Error> {
+        self.build_host_runner_with_env(&[])
+    }
+
+    /// [`AppCrate::build_host_runner`] with build environment variables (as
+    /// `build::build_app_with_env` gives the guest build).
+    pub fn build_host_runner_with_env(&self, env: &[(&str, &str)]) -> Result<PathBuf, Error> {
         self.require_appliance()?;
         let out = self
             .host_build_command()
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()
@@ -254,13 +261,24 @@ pub fn replay_app(
     inline: bool,
     out: Option<&Path>,
 ) -> Result<i32, Error> {
+    replay_app_with_env(app, capture, inline, out, &[])
+}
+
+/// [`replay_app`] with build environment variables for the host runner's build.
+pub fn replay_app_with_env(
+    app: &AppCrate,
+    capture: &Path,
+    inline: bool,
+    out: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Result<i32, Error> {
     if !capture.is_file() {
         return Err(Error::Build(format!(
             "{}: no such capture file",
             capture.display()
         )));
     }
-    let exe = app.build_host_runner()?;
+    let exe = app.build_host_runner_with_env(env)?;
     let st = Command::new(&exe)
         .args(host_runner_args(capture, inline, out))
         .stdin(Stdio::null())

@@ -3,8 +3,9 @@
 //!
 //! On `CONN_NEW_DATA` it reads, with `ppeek`, from where the last scan stopped (less the
 //! pattern's length minus one, so a match split across segments is seen) to the end of the
-//! in-order bytes, and records every match. `ppeek` never moves the `peek` cursor, so the
-//! matcher composes with other consumers of the same stream.
+//! in-order bytes, and hands every match to a [`Found`] (the image logs it; a test collects
+//! it). `ppeek` never moves the `peek` cursor, so the matcher composes with other consumers of
+//! the same stream.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -35,31 +36,49 @@ pub struct Scan {
     next: [u64; 2],
 }
 
-/// The matcher middlebox.
-pub struct Matcher {
-    pattern: heapless::Vec<u8, MAX_PATTERN>,
-    buf: [u8; WINDOW + MAX_PATTERN],
-    /// Matches not yet taken by the caller (bounded; see `lost`).
-    pub matches: heapless::Vec<Match, 1024>,
-    /// Matches found in total.
-    pub total: u64,
-    /// Matches found while `matches` was full.
-    pub lost: u64,
+/// Where matches go, as they are found.
+pub trait Found {
+    /// One occurrence.
+    fn found(&mut self, m: &Match);
 }
 
-impl Matcher {
-    /// A matcher for `pattern` (1 to [`MAX_PATTERN`] bytes).
-    pub fn new(pattern: &[u8]) -> Option<Matcher> {
+impl<F: FnMut(&Match)> Found for F {
+    fn found(&mut self, m: &Match) {
+        self(m)
+    }
+}
+
+/// The matcher middlebox.
+pub struct Matcher<O: Found> {
+    pattern: heapless::Vec<u8, MAX_PATTERN>,
+    buf: [u8; WINDOW + MAX_PATTERN],
+    out: O,
+    /// Matches found in total.
+    pub total: u64,
+}
+
+impl<O: Found> Matcher<O> {
+    /// A matcher for `pattern` (1 to [`MAX_PATTERN`] bytes) reporting to `out`.
+    pub fn new(pattern: &[u8], out: O) -> Option<Self> {
         if pattern.is_empty() {
             return None;
         }
         Some(Matcher {
             pattern: heapless::Vec::from_slice(pattern).ok()?,
             buf: [0; WINDOW + MAX_PATTERN],
-            matches: heapless::Vec::new(),
+            out,
             total: 0,
-            lost: 0,
         })
+    }
+
+    /// The pattern.
+    pub fn pattern(&self) -> &[u8] {
+        &self.pattern
+    }
+
+    /// Its output.
+    pub fn out(&mut self) -> &mut O {
+        &mut self.out
     }
 
     fn scan(&mut self, cx: &mut Ctx<'_, '_, Scan>, flow: FlowHandle, side: Side) {
@@ -88,9 +107,7 @@ impl Matcher {
                         side,
                         offset: at + i as u64,
                     };
-                    if self.matches.push(m).is_err() {
-                        self.lost += 1;
-                    }
+                    self.out.found(&m);
                 }
             }
             if (n as u64) < plen {
@@ -105,7 +122,7 @@ impl Matcher {
     }
 }
 
-impl Middlebox for Matcher {
+impl<O: Found> Middlebox for Matcher<O> {
     type Flow = Scan;
 
     fn init(&mut self, reg: &mut Registry) {
@@ -116,5 +133,43 @@ impl Middlebox for Matcher {
         if let Some(flow) = cx.flow() {
             self.scan(cx, flow, side);
         }
+    }
+}
+
+/// Parses a hex pattern at compile time (`FERRULE_PATTERN`): `(bytes, length)`. An odd length,
+/// a non-hex digit, an empty pattern or one longer than [`MAX_PATTERN`] bytes fails the build.
+pub const fn hex_pattern(hex: &str) -> ([u8; MAX_PATTERN], usize) {
+    let h = hex.as_bytes();
+    assert!(
+        !h.is_empty() && h.len().is_multiple_of(2) && h.len() / 2 <= MAX_PATTERN,
+        "the pattern must be 1 to 64 bytes as an even number of hex digits"
+    );
+    let mut out = [0u8; MAX_PATTERN];
+    let mut i = 0;
+    while i < h.len() / 2 {
+        out[i] = nibble(h[2 * i]) << 4 | nibble(h[2 * i + 1]);
+        i += 1;
+    }
+    (out, h.len() / 2)
+}
+
+const fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => panic!("the pattern has a character that is not a hex digit"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_patterns_parse_at_compile_time() {
+        const P: ([u8; MAX_PATTERN], usize) = hex_pattern("deadBEEF4242");
+        assert_eq!(&P.0[..P.1], &[0xde, 0xad, 0xbe, 0xef, 0x42, 0x42]);
+        assert_eq!(hex_pattern("00").1, 1);
     }
 }

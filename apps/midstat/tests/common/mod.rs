@@ -1,0 +1,2 @@
+//! Shared by the sample tests.
+pub mod frames;
