@@ -68,8 +68,13 @@
 //! * **Hooks**: `Snd` callbacks run before `Rcv` ones; `Any` subscribers get each occurrence
 //!   once, with the `Rcv` view. `CONN_END` is raised once per flow, at the first subscribed hook
 //!   of `Snd`, `Rcv`, `Any`; a flow whose monitoring was stopped ends silently.
-//! * **Checksums** of received frames are not verified (taps and NIC offloads often carry
-//!   wrong ones); rewritten frames get correct IPv4 and TCP checksums.
+//! * **Checksums** of received frames (IPv4 header; TCP over the IPv4 or IPv6 pseudo-header,
+//!   after any extension headers, and over the whole datagram for IP fragments) are verified
+//!   as `Config::checksums` says ([`Checksums`]; default `Auto`: verify until the traffic
+//!   looks checksum-offloaded, then stop and say so in `ChecksumStats::offloaded`). A bad
+//!   frame is counted (`DropReason::BadIpv4Checksum`, `BadTcpChecksum`) and never
+//!   reassembled. [`Monitor::frame_with`] takes the NIC's own result ([`RxMeta`]): good is
+//!   not computed again, bad is dropped. Rewritten frames get correct IPv4 and TCP checksums.
 //!
 //! # Sizing on a host (16 MiB per side)
 //!
@@ -131,5 +136,5 @@ pub use config::{
 };
 pub use engine::{Core, Ctx, Endpoints, Monitor, Registry};
 pub use flow::{Bucket, FlowSlot};
-pub use intake::FragSlot;
+pub use intake::{ChecksumStats, Checksums, FragSlot, RxCheck, RxMeta, CHECKSUM_SAMPLE};
 pub use reasm::{Chunk, EMPTY_CHUNK};
