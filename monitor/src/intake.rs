@@ -308,13 +308,16 @@ pub enum Checksums {
     Verify,
     /// Check nothing (not even the NIC's result).
     Ignore,
-    /// Verify, but look at the first [`CHECKSUM_SAMPLE`] frames with a checksum result: while
-    /// more than 10 % of those seen so far are bad (all of one host's segments wrong while its
-    /// peer's are right gives about half), a bad frame is taken as offloaded and kept (counted
-    /// in `ChecksumStats::accepted_bad`); otherwise it is dropped. When the sample is complete
-    /// the choice is final: more than 10 % bad stops all checking (`ChecksumStats::offloaded`),
-    /// else every later bad frame is dropped. On a network tap checksums are the wire's, a
-    /// corrupt frame is rare and dropped; on an offloaded capture no data is lost.
+    /// Verify, but look at the first [`CHECKSUM_SAMPLE`] frames with a checksum result
+    /// first. Offloaded checksums look like this: every frame its sending host sent is wrong,
+    /// while its peer's are right. So while sampling, a bad frame is kept (counted in
+    /// `ChecksumStats::accepted_bad`) when more than 10 % of the frames so far were bad and its
+    /// source host has sent no good frame yet; otherwise it is dropped. When the sample is
+    /// complete the choice is final: more than 10 % bad stops all checking
+    /// (`ChecksumStats::offloaded`), else every later bad frame is dropped. On a network tap
+    /// checksums are the wire's and a corrupt frame is rare: it is dropped (unless it comes
+    /// first from a host not yet seen, in the first frames of a run); on an offloaded capture
+    /// no data is lost.
     Auto,
 }
 
@@ -354,7 +357,7 @@ impl RxMeta {
 /// What checksum verification did (`Counters::checksums`). Frames dropped for a bad checksum
 /// count in `Counters::dropped` under [`DropReason::BadIpv4Checksum`] and
 /// [`DropReason::BadTcpChecksum`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChecksumStats {
     /// Checksums computed by the monitor (IPv4 headers and TCP segments counted apart).
     pub computed: u64,
@@ -369,34 +372,55 @@ pub struct ChecksumStats {
     /// `Auto` found the checksums offloaded: bad ones are kept, and once the sample is
     /// complete nothing is checked any more. Tools print this.
     pub offloaded: bool,
+    /// `Auto`, while sampling: source hosts that sent a frame with good checksums (a
+    /// direct-mapped table of 256 address keys, 0 = empty; a collision only forgets a host).
+    good_hosts: [u32; 256],
+}
+
+impl Default for ChecksumStats {
+    fn default() -> Self {
+        ChecksumStats {
+            computed: 0,
+            from_nic: 0,
+            sampled: 0,
+            sampled_bad: 0,
+            accepted_bad: 0,
+            offloaded: false,
+            good_hosts: [0; 256],
+        }
+    }
 }
 
 impl ChecksumStats {
     /// Apply the policy to one frame's result (`None`: nothing to check; `Some(Ok)`: good;
-    /// `Some(Err(reason))`: bad).
+    /// `Some(Err(reason))`: bad) from source `src`.
     #[inline]
     fn judge(
         &mut self,
         mode: Checksums,
+        src: &Addrs,
         r: Option<Result<(), DropReason>>,
     ) -> Result<(), DropReason> {
         let Some(r) = r else { return Ok(()) };
-        if mode == Checksums::Verify {
+        if mode == Checksums::Verify || self.sampled >= CHECKSUM_SAMPLE {
             return r;
         }
-        // Auto, still sampling (after the sample, `check_frame` only gets here while verifying).
-        if self.sampled < CHECKSUM_SAMPLE {
-            self.sampled += 1;
-            self.sampled_bad += u32::from(r.is_err());
-            let looks_offloaded = self.sampled_bad as u64 * 10 > self.sampled as u64;
-            if self.sampled == CHECKSUM_SAMPLE {
-                self.offloaded = looks_offloaded;
-            }
-            if r.is_err() && looks_offloaded {
-                self.offloaded = true;
-                self.accepted_bad += 1;
-                return Ok(());
-            }
+        // Auto, still sampling (after it, only a verifying run gets here).
+        let key = host_key(src);
+        // The top byte of a multiplicative hash (its low bits depend only on the low bits).
+        let slot = (key >> 24) as usize % self.good_hosts.len();
+        self.sampled += 1;
+        self.sampled_bad += u32::from(r.is_err());
+        let looks_offloaded = self.sampled_bad as u64 * 10 > self.sampled as u64;
+        if self.sampled == CHECKSUM_SAMPLE {
+            self.offloaded = looks_offloaded;
+        }
+        if r.is_ok() {
+            self.good_hosts[slot] = key;
+        } else if looks_offloaded && self.good_hosts[slot] != key {
+            self.offloaded = true;
+            self.accepted_bad += 1;
+            return Ok(());
         }
         r
     }
@@ -410,6 +434,15 @@ impl ChecksumStats {
             Checksums::Auto => !(self.offloaded && self.sampled >= CHECKSUM_SAMPLE),
         }
     }
+}
+
+/// A non-zero key of a frame's source address (for `ChecksumStats::good_hosts`).
+#[inline]
+fn host_key(a: &Addrs) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([a.src[i], a.src[i + 1], a.src[i + 2], a.src[i + 3]]);
+    let k = (w(0) ^ w(4).rotate_left(7) ^ w(8).rotate_left(13) ^ w(12).rotate_left(19))
+        .wrapping_mul(0x9e37_79b1);
+    k | 1
 }
 
 /// The one's-complement sum of `data` (RFC 1071) in 64-bit words, folded to 16 bits, in
@@ -542,7 +575,10 @@ pub(crate) fn parse_l3_checked<'f>(
             })
         }),
     };
-    st.judge(mode, r)?;
+    let src = match &l3 {
+        L3::Tcp { addrs, .. } | L3::Frag { addrs, .. } => addrs,
+    };
+    st.judge(mode, src, r)?;
     Ok(l3)
 }
 
@@ -559,7 +595,7 @@ pub(crate) fn parse_tcp_checked<'d>(
         let r = one_check(RxCheck::Unknown, st, DropReason::BadTcpChecksum, || {
             tcp_checksum_ok(addrs, dg)
         });
-        st.judge(mode, Some(r))?;
+        st.judge(mode, addrs, Some(r))?;
     }
     parse_tcp(dg)
 }

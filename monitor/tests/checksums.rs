@@ -367,3 +367,30 @@ fn ignore_checks_nothing_not_even_the_nics_result() {
     assert_eq!(k.total_dropped(), 0);
     assert_eq!((k.checksums.computed, k.checksums.from_nic), (0, 0));
 }
+
+#[test]
+fn auto_early_a_bad_frame_from_a_host_that_sent_good_ones_is_corruption() {
+    // Four frames in, one bad of four is over 10 %: the ratio alone would call it offload,
+    // but the client's SYN and ACK were right, so its bad segment is dropped.
+    let c = Conn::v4(3, 4);
+    let mut st = storage();
+    let mut m = Monitor::new(Recorder::default(), cfg_with(Checksums::Auto), st.storage()).unwrap();
+    feed(
+        &mut m,
+        &[
+            c.syn(),
+            c.synack(),
+            c.ack(),
+            bad_tcp(c.cdata(0, b"EVIL"), V4_TCP),
+            c.cdata(0, b"good"),
+        ],
+        0,
+    );
+    assert_eq!(stream(&m, Side::Server), b"good");
+    let k = m.counters();
+    assert_eq!(k.drop_count(DropReason::BadTcpChecksum), 1);
+    assert_eq!(
+        (k.checksums.accepted_bad, k.checksums.offloaded),
+        (0, false)
+    );
+}
