@@ -48,6 +48,9 @@ struct Model {
     bytes: Vec<Option<u8>>,
     /// The in-order end: the first `None` of `bytes` (or its length).
     ce: usize,
+    /// Islands: runs of held bytes past `ce` (kept up to date segment by segment, so a
+    /// segment costs its length, not the buffer's).
+    count: usize,
     last_wins: bool,
     max_islands: usize,
     /// Bytes lost to the island limit.
@@ -61,6 +64,7 @@ impl Model {
         Model {
             bytes: vec![],
             ce: 0,
+            count: 0,
             last_wins,
             max_islands,
             lost: 0,
@@ -68,7 +72,16 @@ impl Model {
         }
     }
 
-    /// The runs of held bytes past the in-order end, as `[start, end)`.
+    /// Runs of held bytes that intersect `[a, b)`.
+    fn runs_in(&self, a: usize, b: usize) -> usize {
+        let b = b.min(self.bytes.len());
+        (a..b)
+            .filter(|&i| self.bytes[i].is_some() && (i == a || self.bytes[i - 1].is_none()))
+            .count()
+    }
+
+    /// The runs of held bytes past the in-order end, as `[start, end)` (a full scan: for the
+    /// outcome and the consistency check only).
     fn islands(&self) -> Vec<(usize, usize)> {
         let mut v = Vec::new();
         let mut i = self.ce;
@@ -93,10 +106,9 @@ impl Model {
         let end = start + data.len();
         let s = start.max(self.ce);
         if s < end && s > self.ce {
-            let isl = self.islands();
-            self.peak = self.peak.max(isl.len());
-            let touches = isl.iter().any(|&(a, b)| s <= b && a <= end);
-            if !touches && isl.len() >= self.max_islands {
+            self.peak = self.peak.max(self.count);
+            // `s - 1 >= ce`, and `bytes[s - 1]` held means an island ends right there.
+            if self.runs_in(s - 1, end + 1) == 0 && self.count >= self.max_islands {
                 self.lost += (end - s) as u64;
                 return;
             }
@@ -106,17 +118,42 @@ impl Model {
 
     fn apply(&mut self, start: usize, data: &[u8]) {
         let end = start + data.len();
+        let s = start.max(self.ce);
+        if s >= end {
+            return;
+        }
         if self.bytes.len() < end {
             self.bytes.resize(end, None);
         }
-        for i in start.max(self.ce)..end {
-            if self.bytes[i].is_none() || self.last_wins {
-                self.bytes[i] = Some(data[i - start]);
+        let write = |m: &mut Model| {
+            for i in s..end {
+                if m.bytes[i].is_none() || m.last_wins {
+                    m.bytes[i] = Some(data[i - start]);
+                }
             }
+        };
+        if s > self.ce {
+            // The window [s - 1, end + 1) holds every byte written and one unwritten byte on
+            // each side, so runs outside it do not change: the count moves by the difference.
+            let before = self.runs_in(s - 1, end + 1);
+            write(self);
+            self.count = self.count + self.runs_in(s - 1, end + 1) - before;
+            return;
         }
+        // At the in-order end: every island the in-order run now reaches joins it. Those are
+        // the runs that met [ce, end) before the write, one starting exactly at `end`, and
+        // those starting after `end` below the new in-order end.
+        let met = self.runs_in(self.ce, end);
+        let at_end =
+            self.bytes.get(end).is_some_and(|b| b.is_some()) && self.bytes[end - 1].is_none();
+        write(self);
         while self.ce < self.bytes.len() && self.bytes[self.ce].is_some() {
             self.ce += 1;
         }
+        let after = (end + 1..self.ce)
+            .filter(|&i| self.bytes[i].is_some() && self.bytes[i - 1].is_none())
+            .count();
+        self.count -= met + usize::from(at_end) + after;
     }
 }
 
@@ -402,7 +439,7 @@ pub fn run(data: &[u8]) -> Outcome {
         limit: models[0].max_islands,
         peak_islands: models
             .iter()
-            .map(|m| m.peak.max(m.islands().len()))
+            .map(|m| m.peak.max(m.count))
             .max()
             .unwrap_or(0),
         lost: models[0].lost + models[1].lost,
@@ -442,6 +479,11 @@ fn compare(m: &Monitor<'_, Reader>, models: &[Model; 2], every_offset: bool) {
             "{side:?}: LossCause::Islands in ERROR"
         );
         if every_offset {
+            assert_eq!(
+                model.count,
+                model.islands().len(),
+                "{side:?}: the model's count"
+            );
             check_offsets(m, f, side, model, &mut buf);
         }
     }
