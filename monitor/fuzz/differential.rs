@@ -38,8 +38,9 @@ use std::net::IpAddr;
 /// `Config::max_islands` by flags bits 3-5: none, a few, the default, hundreds, and more than
 /// [`MAX_ISLANDS`] (clamped).
 pub const ISLAND_LIMITS: [u16; 8] = [0, 1, 3, 16, 64, 200, 700, 3000];
-/// Most segments one input sends (combs multiply records).
-pub const MAX_SEGMENTS: usize = 4096;
+/// Most segments one input sends (combs multiply records): enough for one side to pass the
+/// clamped limit ([`MAX_ISLANDS`] islands and 256 more), few enough to keep an input fast.
+pub const MAX_SEGMENTS: usize = MAX_ISLANDS + 256;
 /// Stream offsets used: start below 12,000, plus at most 1,460 bytes.
 const SPAN: usize = 12_000 + 1_460;
 
