@@ -1,11 +1,15 @@
-//! Receive checksums in the image (issue 13 item 5): `flowmon` on an igb port, fed a capture
-//! in which some data segments arrive first as a corrupted copy (other bytes, so a bad TCP
-//! checksum; or a changed TTL as well, so a bad IPv4 header checksum) and then intact. QEMU's
-//! igb model checks both checksums (RXCSUM.IPOFLD/TUOFLD) and reports them in the receive
-//! descriptor; the appliance passes that to the monitor, which drops the bad copies without
-//! summing anything itself. Checked: every connection's line (byte counts and sha256 of each
-//! direction) is exactly the line of the capture without the bad copies, the bad copies are
-//! counted exactly per reason, and the checksums came from the NIC.
+//! Receive checksums in the image (issue 13 item 5): `flowmon` fed a capture in which some
+//! data segments arrive first as a corrupted copy (other bytes, so a bad TCP checksum; or a
+//! changed TTL as well, so a bad IPv4 header checksum) and then intact.
+//! * On an igb port, QEMU's model checks both checksums (RXCSUM.IPOFLD/TUOFLD) and reports
+//!   them in the receive descriptor; the appliance passes that to the monitor, which drops the
+//!   bad copies without summing anything itself.
+//! * On virtio-net (no checksum offload negotiated, the net header says nothing), the monitor
+//!   computes every checksum in the guest.
+//!
+//! Checked both ways: every connection's line (byte counts and sha256 of each direction) is
+//! exactly the line of the capture without the bad copies, the bad copies are counted exactly
+//! per reason, and the checksums came from where they should.
 
 use image::host::capture::Capture;
 use image::host::flows::{flow_lines_of, DEFAULT_MAX_FLOWS};
@@ -31,8 +35,17 @@ fn tcp_payload(f: &[u8]) -> Option<(bool, usize)> {
     }
 }
 
-#[test]
-fn igb_reports_bad_checksums_and_the_monitor_never_reassembles_them() {
+/// The capture's good lines (sorted), the frames to inject, the bad copies (TCP, IPv4) and
+/// the number of checksum results the monitor uses.
+struct Case {
+    want: Vec<String>,
+    frames: Vec<(u64, Vec<u8>)>,
+    bad_tcp: u64,
+    bad_ip: u64,
+    results: u64,
+}
+
+fn case() -> Case {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("good.pcap");
     let cfg = GenConfig {
@@ -52,8 +65,8 @@ fn igb_reports_bad_checksums_and_the_monitor_never_reassembles_them() {
     // every 4th of those (IPv4 only) also gets a new TTL, so its IPv4 header is bad too.
     let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
     let (mut bad_tcp, mut bad_ip, mut data) = (0u64, 0u64, 0u64);
-    // What the NIC reports per frame: IPv4 header and TCP for IPv4, TCP for IPv6; a bad IPv4
-    // header stops the monitor before the TCP result.
+    // Results per frame: IPv4 header and TCP for IPv4, TCP for IPv6; a bad IPv4 header stops
+    // the monitor before the TCP result.
     let mut nic_results = 0u64;
     for (ts, f) in good.frames() {
         let Some((v4, payload)) = tcp_payload(f) else {
@@ -88,14 +101,26 @@ fn igb_reports_bad_checksums_and_the_monitor_never_reassembles_them() {
     assert_eq!(summary["checksums"]["bad_tcp"], bad_tcp);
     assert_eq!(summary["checksums"]["bad_ipv4_header"], bad_ip);
 
+    Case {
+        want,
+        frames,
+        bad_tcp,
+        bad_ip,
+        results: nic_results,
+    }
+}
+
+/// Boots flowmon on one core and `nic`, injects the case, checks lines and counts, and returns
+/// the per-core checksum line.
+fn run(nic: NicModel, c: &Case) -> String {
     let mut vm = boot(
         Config::kernel(app_elf("flowmon"))
             .with_cores(1)
-            .with_nic(NicModel::Igb)
+            .with_nic(nic)
             .with_timeout(timeout_for(Firmware::Direct) * 2),
     );
     vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
-    for (_, f) in &frames {
+    for (_, f) in &c.frames {
         vm.nic(0).send(f).expect("inject a frame");
     }
     vm.expect_exit(ExitStatus::Success);
@@ -106,28 +131,49 @@ fn igb_reports_bad_checksums_and_the_monitor_never_reassembles_them() {
         .cloned()
         .collect();
     got.sort();
-    assert_eq!(got, want, "console:\n{}", vm.report());
+    assert_eq!(got, c.want, "console:\n{}", vm.report());
     let core = lines
         .iter()
         .find(|l| l.starts_with("appliance: core 0 frames "))
         .unwrap_or_else(|| panic!("no core summary:\n{}", vm.report()));
     let drops = format!(
-        "dropped {} (bad_ipv4_checksum={bad_ip},bad_tcp_checksum={bad_tcp})",
-        bad_ip + bad_tcp
+        "dropped {} (bad_ipv4_checksum={},bad_tcp_checksum={})",
+        c.bad_ip + c.bad_tcp,
+        c.bad_ip,
+        c.bad_tcp
     );
     assert!(
-        core.starts_with(&format!("appliance: core 0 frames {} ", frames.len()))
+        core.starts_with(&format!("appliance: core 0 frames {} ", c.frames.len()))
             && core.contains(&drops),
         "{core}\nwant {drops}"
     );
-    let sums = lines
+    lines
         .iter()
         .find(|l| l.starts_with("appliance: core 0 checksums "))
-        .unwrap_or_else(|| panic!("no checksum line:\n{}", vm.report()));
+        .unwrap_or_else(|| panic!("no checksum line:\n{}", vm.report()))
+        .clone()
+}
+
+#[test]
+fn igb_reports_bad_checksums_and_the_monitor_never_reassembles_them() {
+    let c = case();
     assert_eq!(
-        sums,
-        &format!(
-            "appliance: core 0 checksums Auto from_nic {nic_results} computed 0 offloaded false bad_kept 0"
+        run(NicModel::Igb, &c),
+        format!(
+            "appliance: core 0 checksums Auto from_nic {} computed 0 offloaded false bad_kept 0",
+            c.results
+        )
+    );
+}
+
+#[test]
+fn on_virtio_net_the_guest_computes_every_checksum() {
+    let c = case();
+    assert_eq!(
+        run(NicModel::VirtioNet, &c),
+        format!(
+            "appliance: core 0 checksums Auto from_nic 0 computed {} offloaded false bad_kept 0",
+            c.results
         )
     );
 }
