@@ -692,6 +692,21 @@ fn send_injected<M: Middlebox, const N: usize>(
     });
 }
 
+/// What the NIC checked of a received frame, in the monitor's terms (its intake then skips a
+/// checksum the NIC found good and drops one it found bad).
+#[inline]
+fn rx_meta(m: drivers::RxMeta) -> monitor::RxMeta {
+    let c = |c: drivers::CsumCheck| match c {
+        drivers::CsumCheck::Unknown => monitor::RxCheck::Unknown,
+        drivers::CsumCheck::Good => monitor::RxCheck::Good,
+        drivers::CsumCheck::Bad => monitor::RxCheck::Bad,
+    };
+    monitor::RxMeta {
+        ipv4: c(m.ip_csum),
+        l4: c(m.l4_csum),
+    }
+}
+
 struct Drops<'a>(&'a monitor::Counters);
 
 impl core::fmt::Display for Drops<'_> {
@@ -805,10 +820,10 @@ where
                 loop {
                     let k = if inline {
                         let out = port ^ 1;
-                        let k = rxq.rx_batch(|f, _| {
+                        let k = rxq.rx_batch(|f, m| {
                             macs.learn(port, f);
                             let before = marks(mon.counters());
-                            let verdict = match mon.frame(f, now_us) {
+                            let verdict = match mon.frame_with(f, now_us, rx_meta(m)) {
                                 Verdict::Forward => Some(true),
                                 Verdict::Drop => Some(false),
                                 Verdict::Rewritten(b) => {
@@ -866,8 +881,8 @@ where
                         }
                         k
                     } else {
-                        rxq.rx_batch(|f, _| {
-                            let _ = mon.frame(f, now_us);
+                        rxq.rx_batch(|f, m| {
+                            let _ = mon.frame_with(f, now_us, rx_meta(m));
                         })
                     };
                     got += k;
@@ -984,6 +999,11 @@ where
             Drops(&c),
             c.bytes_dropped,
             c.pool_exhausted
+        ));
+        let k = &c.checksums;
+        log.line(format_args!(
+            "appliance: core {} checksums {:?} from_nic {} computed {} offloaded {} bad_kept {}",
+            id, s.monitor.checksums, k.from_nic, k.computed, k.offloaded, k.accepted_bad
         ));
         if inline {
             log.line(format_args!(

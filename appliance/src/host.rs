@@ -1,12 +1,15 @@
 //! The host runner: what [`crate::main!`] makes on a development machine, and what
 //! `cargo ferrule replay` runs.
 //!
-//! `APP CAPTURE [--inline] [--out OUT.pcap]`: loads the capture (pcap or pcapng), builds one
+//! `APP CAPTURE [--inline] [--out OUT.pcap] [--checksums verify|ignore|auto]`: loads the capture (pcap or pcapng), builds one
 //! core (`CoreInfo { id: 0, cores: 1 }`), feeds the monitor in batches of `Settings::batch`
 //! frames with the capture's timestamps, ends every open connection (`close_all`), then calls
 //! `finish`. The app's log lines go to stdout in order; run statistics go to stderr. Inline
 //! (by `--inline` or `Settings::mode`): verdicts are applied and the forwarded, rewritten and
 //! injected frames are written to `--out` (pcap, Ethernet, the received frame's timestamp).
+//! Checksums are the monitor's business (`monitor::Config::checksums`, from the app's
+//! settings unless `--checksums` says otherwise): bad segments are counted by reason in the
+//! report, and the report says when `auto` found the capture checksum-offloaded.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,9 +31,12 @@ pub struct Args {
     pub inline: bool,
     /// Where forwarded frames go (inline only).
     pub out: Option<PathBuf>,
+    /// Overrides the settings' `monitor.checksums`.
+    pub checksums: Option<monitor::Checksums>,
 }
 
-const USAGE: &str = "usage: APP CAPTURE [--inline] [--out OUT.pcap]";
+const USAGE: &str =
+    "usage: APP CAPTURE [--inline] [--out OUT.pcap] [--checksums verify|ignore|auto]";
 
 impl Args {
     /// Parses the arguments after the program name.
@@ -38,6 +44,7 @@ impl Args {
         let mut capture = None;
         let mut inline = false;
         let mut out = None;
+        let mut checksums = None;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             match a.as_str() {
@@ -47,6 +54,18 @@ impl Args {
                         it.next()
                             .ok_or_else(|| format!("--out needs a file; {USAGE}"))?,
                     ))
+                }
+                "--checksums" => {
+                    checksums = Some(match it.next().as_deref() {
+                        Some("verify") => monitor::Checksums::Verify,
+                        Some("ignore") => monitor::Checksums::Ignore,
+                        Some("auto") => monitor::Checksums::Auto,
+                        _ => {
+                            return Err(format!(
+                                "--checksums needs verify, ignore or auto; {USAGE}"
+                            ))
+                        }
+                    })
                 }
                 "-h" | "--help" => return Err(USAGE.to_string()),
                 s if s.starts_with('-') => return Err(format!("unknown option `{s}`; {USAGE}")),
@@ -58,6 +77,7 @@ impl Args {
             capture: capture.ok_or_else(|| format!("no capture given; {USAGE}"))?,
             inline,
             out,
+            checksums,
         })
     }
 }
@@ -79,8 +99,11 @@ pub struct Report {
     pub held: u64,
     /// IP fragments forwarded at once because the hold store was full (inline).
     pub unheld: u64,
-    /// Frames not monitored, by reason name (non-zero only).
+    /// Frames not monitored, by reason name (non-zero only; bad checksums are
+    /// `bad_ipv4_checksum` and `bad_tcp_checksum`).
     pub unmonitored: Vec<(&'static str, u64)>,
+    /// What checksum verification did (`offloaded`: `auto` stopped checking).
+    pub checksums: monitor::ChecksumStats,
     /// The capture's damage, when it ended early: every frame before it was replayed and every
     /// connection ended as at the end of a whole capture; [`main`] then exits 1.
     pub damage: Option<String>,
@@ -144,6 +167,9 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     let mut cfg = s.monitor_config(0);
     cfg.inline = inline;
     cfg.hash_key = monitor::Config::random_hash_key();
+    if let Some(c) = args.checksums {
+        cfg.checksums = c;
+    }
     let log = Log::for_core(0);
     let mb = P::App::new(&CoreInfo {
         id: 0,
@@ -259,6 +285,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
         .map(|r| (r.name(), c.drop_count(*r)))
         .filter(|(_, n)| *n > 0)
         .collect();
+    rep.checksums = c.checksums;
     if let Some(o) = out {
         o.finish().map_err(werr)?;
     }
@@ -350,6 +377,13 @@ pub fn main<P: Program>() {
             for (why, n) in &r.unmonitored {
                 e += &format!(", {why} {n}");
             }
+            if r.checksums.offloaded {
+                e += &format!(
+                    ", checksums look offloaded ({} of {} frames checked bad): not verified, \
+                     {} bad kept",
+                    r.checksums.sampled_bad, r.checksums.sampled, r.checksums.accepted_bad
+                );
+            }
             eprintln!("{e}");
             if let Some(d) = &r.damage {
                 eprintln!("{name}: {d}");
@@ -376,9 +410,17 @@ mod tests {
             Args {
                 capture: "c.pcap".into(),
                 inline: true,
-                out: Some("o.pcap".into())
+                out: Some("o.pcap".into()),
+                checksums: None,
             }
         );
+        assert_eq!(
+            p(&["c.pcap", "--checksums", "verify"]).unwrap().checksums,
+            Some(monitor::Checksums::Verify)
+        );
+        assert!(p(&["a", "--checksums", "no"])
+            .unwrap_err()
+            .contains("--checksums needs"));
         assert!(p(&[]).unwrap_err().contains("no capture"));
         assert!(p(&["a", "b"]).unwrap_err().contains("one capture"));
         assert!(p(&["a", "--out"]).unwrap_err().contains("--out needs"));
@@ -468,6 +510,7 @@ mod tests {
             capture: input.clone(),
             inline: true,
             out: Some(out.clone()),
+            checksums: None,
         };
         let r = run::<Prog>(&args).unwrap();
         assert_eq!((r.frames, r.forwarded, r.dropped), (5, 4, 1));
@@ -485,6 +528,77 @@ mod tests {
         assert!(run::<Prog>(&tap).unwrap_err().contains("--out"));
         let r = run::<Prog>(&Args { out: None, ..tap }).unwrap();
         assert_eq!((r.frames, r.dropped), (5, 0));
+    }
+
+    /// `f` (from [`tcp`]) with correct IPv4 header and TCP checksums.
+    fn with_checksums(mut f: Vec<u8>) -> Vec<u8> {
+        let sum = |d: &[u8], mut s: u32| {
+            for c in d.chunks(2) {
+                s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s
+        };
+        let c = !(sum(&f[14..34], 0) as u16);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let tcp_len = (f.len() - 34) as u32;
+        let pseudo = sum(&f[26..34], 6 + tcp_len);
+        let c = !(sum(&f[34..], pseudo) as u16);
+        f[50..52].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn checksums_follow_the_monitor_setting_or_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = [
+            tcp(1000, 80, 1, 0x02, b""),
+            tcp(80, 1000, 7, 0x12, b""),
+            tcp(1000, 80, 2, 0x10, b""),
+            tcp(1000, 80, 2, 0x18, b"hello world"),
+        ]
+        .map(with_checksums);
+        let mut bad = good.clone();
+        bad[3][40] ^= 0x40; // the TCP window: the checksum no longer matches
+        let mut w = PcapOut::new(Vec::new()).unwrap();
+        for (i, f) in good.iter().chain(&bad[3..]).enumerate() {
+            w.frame(i as u64, f).unwrap();
+        }
+        let input = dir.path().join("in.pcap");
+        std::fs::write(&input, w.finish().unwrap()).unwrap();
+        let run_with = |checksums| {
+            let args = Args {
+                capture: input.clone(),
+                inline: false,
+                out: None,
+                checksums,
+            };
+            run::<Prog>(&args).unwrap()
+        };
+        // The settings' default (auto) on clean traffic: the one bad segment is dropped.
+        let r = run_with(None);
+        assert_eq!(r.unmonitored, [("bad_tcp_checksum", 1)]);
+        assert!(!r.checksums.offloaded);
+        assert_eq!((r.checksums.sampled, r.checksums.computed), (5, 10));
+        let r = run_with(Some(monitor::Checksums::Ignore));
+        assert_eq!(r.unmonitored, []);
+        assert_eq!(r.checksums.computed, 0);
+        // tcp() leaves both checksums 0, as a capture on a sending host with offload would
+        // (here both hosts): auto keeps every frame and says so; verify drops them all.
+        let mut w = PcapOut::new(Vec::new()).unwrap();
+        for i in 0..4u16 {
+            w.frame(u64::from(i), &tcp(1000, 80, 1 + u32::from(i), 0x10, b"x"))
+                .unwrap();
+        }
+        std::fs::write(&input, w.finish().unwrap()).unwrap();
+        let r = run_with(None);
+        assert_eq!(r.unmonitored, []);
+        assert!(r.checksums.offloaded);
+        assert_eq!(r.checksums.accepted_bad, 4);
+        let r = run_with(Some(monitor::Checksums::Verify));
+        assert_eq!(r.unmonitored, [("bad_ipv4_checksum", 4)]);
     }
 
     #[test]
@@ -510,6 +624,7 @@ mod tests {
             capture: input.clone(),
             inline: true,
             out: Some(out.clone()),
+            checksums: None,
         };
         let r = run::<Prog>(&args).unwrap();
         assert_eq!((r.frames, r.forwarded), (2, 2));
@@ -602,6 +717,7 @@ mod tests {
             capture: input,
             inline: false,
             out: Some(out.clone()),
+            checksums: None,
         };
         let r = run::<P>(&args).unwrap();
         let got = Capture::load(&out).unwrap();

@@ -413,6 +413,19 @@ impl FakeRxDevice {
 
     /// Delivers one frame with an RSS hash. Returns false (frame dropped) if the ring is full.
     pub fn deliver(&mut self, hal: &FakeHal, regs: &FakeRegs, frame: &[u8], rss: u32) -> bool {
+        self.deliver_status(hal, regs, frame, rss, 0)
+    }
+
+    /// As [`Self::deliver`], with more write-back status/error bits (checksum results) than
+    /// DD | EOP.
+    pub fn deliver_status(
+        &mut self,
+        hal: &FakeHal,
+        regs: &FakeRegs,
+        frame: &[u8],
+        rss: u32,
+        status: u32,
+    ) -> bool {
         if self.room(regs) == 0 {
             return false;
         }
@@ -427,7 +440,7 @@ impl FakeRxDevice {
         // Status last, as the device orders it: DD | EOP.
         hal.dma_write(d, &wb[..8]);
         hal.dma_write(d + 12, &wb[12..16]);
-        hal.dma_write(d + 8, &3u32.to_le_bytes());
+        hal.dma_write(d + 8, &(3 | status).to_le_bytes());
         self.head = (self.head + 1) % self.entries;
         true
     }

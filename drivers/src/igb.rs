@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::hal::{pci, Hal, PciAddr};
 use crate::mmio::Mmio;
 use crate::regs::{ms, wait_bits, Reg, RegIo};
-use crate::ring::{AdvRxQueue, AdvTxQueue, QueueStats};
+use crate::ring::{AdvRxQueue, AdvTxQueue, CsumErrBits, QueueStats};
 use crate::{LinkStatus, MacAddr, RssConfig};
 
 /// Register offsets and bits (82576 datasheet; nic-notes §2.1, §7.1).
@@ -191,6 +191,10 @@ pub mod reg {
     /// RXCSUM: packet checksum disable, so the descriptor carries the RSS hash (QEMU needs
     /// it for RSS at all).
     pub const RXCSUM_PCSD: u32 = 1 << 13;
+    /// RXCSUM: IPv4 header checksum offload (IPCS / IPE in the descriptor).
+    pub const RXCSUM_IPOFLD: u32 = 1 << 8;
+    /// RXCSUM: TCP/UDP checksum offload (L4I / TCPE in the descriptor).
+    pub const RXCSUM_TUOFLD: u32 = 1 << 9;
     /// MRQC: RSS only (no VMDq).
     pub const MRQC_RSS: u32 = 0x2;
     /// MRQC hash fields: TCPv4, IPv4, TCPv6-Ex, IPv6, TCPv6, UDPv4, UDPv6.
@@ -427,7 +431,7 @@ pub fn init_family<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>
     let mut rx: Vec<IgbRx<R, RXN>, MAX_QUEUES> = Vec::new();
     for n in 0..cfg.rx_queues {
         regs.clear_bits(rxdctl(n), DCTL_ENABLE);
-        let q = IgbRx::<R, RXN>::alloc(hal, regs.clone(), n, rdt(n))?;
+        let q = IgbRx::<R, RXN>::alloc(hal, regs.clone(), n, rdt(n), CsumErrBits::IGB)?;
         let phys = q.ring_phys();
         regs.write32(rdbal(n), phys as u32);
         regs.write32(rdbah(n), (phys >> 32) as u32);
@@ -453,9 +457,11 @@ pub fn init_family<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>
         let _ = rx.push(q);
     }
 
-    // 7. RSS: key, redirection table, descriptor hash (PCSD), hash fields.
+    // 7. RSS: key, redirection table, descriptor hash (PCSD), hash fields. Receive checksum
+    // offload (IPv4 header, TCP/UDP) on: each descriptor then says checked/good/bad (the reset
+    // value has both, but a driver before us may have cleared them; QEMU's model honours them).
     ctl.set_rss(&cfg.rss)?;
-    regs.set_bits(RXCSUM, RXCSUM_PCSD);
+    regs.set_bits(RXCSUM, RXCSUM_PCSD | RXCSUM_IPOFLD | RXCSUM_TUOFLD);
     regs.write32(MRQC, MRQC_RSS | MRQC_FIELDS);
 
     // 8. Receive on.

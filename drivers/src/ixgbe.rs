@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::hal::{pci, Hal, PciAddr};
 use crate::mmio::Mmio;
 use crate::regs::{ms, wait_bits, Reg, RegIo};
-use crate::ring::{AdvRxQueue, AdvTxQueue};
+use crate::ring::{AdvRxQueue, AdvTxQueue, CsumErrBits};
 use crate::{LinkStatus, MacAddr, RssConfig};
 
 /// Register offsets and bits (82599 datasheet; ixy.rs constants).
@@ -410,7 +410,7 @@ pub fn init<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>(
     regs.set_bits(FCTRL, FCTRL_BAM);
     let mut rx: Vec<IxgbeRx<R, RXN>, MAX_QUEUES> = Vec::new();
     for n in 0..cfg.rx_queues {
-        let q = IxgbeRx::<R, RXN>::alloc(hal, regs.clone(), n, rdt(n))?;
+        let q = IxgbeRx::<R, RXN>::alloc(hal, regs.clone(), n, rdt(n), CsumErrBits::IXGBE)?;
         regs.write32(
             srrctl(n),
             SRRCTL_DESCTYPE_ADV_ONEBUF | SRRCTL_DROP_EN | SRRCTL_BSIZE_2K,
@@ -427,7 +427,9 @@ pub fn init<H: Hal, R: RegIo + Clone, const RXN: usize, const TXN: usize>(
     for n in 0..cfg.rx_queues {
         regs.clear_bits(dca_rxctrl(n), DCA_RXCTRL_BIT12);
     }
-    // RSS before receive is enabled (nic-notes §7.2).
+    // RSS before receive is enabled (nic-notes §7.2). The 82599 checks IPv4 header and
+    // TCP/UDP checksums of every received frame without a switch (RXCSUM only has PCSD and
+    // the fragment-payload IPPCSE); the results are in the descriptor (IPCS/L4CS, IPE/TCPE).
     ctl.set_rss(&cfg.rss)?;
     regs.set_bits(RXCSUM, RXCSUM_PCSD);
     regs.write32(MRQC, MRQC_RSS);

@@ -89,6 +89,35 @@ pub struct RxMeta {
     pub rss_type: u8,
     /// VLAN tag field from the descriptor (0 if none was stripped).
     pub vlan: u16,
+    /// What the NIC found of the IPv4 header checksum.
+    pub ip_csum: CsumCheck,
+    /// What the NIC found of the TCP/UDP checksum (never checked for IP fragments).
+    pub l4_csum: CsumCheck,
+}
+
+/// One checksum as the NIC reports it in a receive descriptor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CsumCheck {
+    /// Not checked (not IPv4 / TCP / UDP, a fragment, offload off, or the NIC cannot).
+    #[default]
+    Unknown,
+    /// Checked and right; for virtio-net also "not to be checked": a partial checksum
+    /// (`NEEDS_CSUM`) of a frame that never crossed a wire.
+    Good,
+    /// Checked and wrong.
+    Bad,
+}
+
+impl CsumCheck {
+    /// From a descriptor's "checked" status bit and "error" bit.
+    #[inline]
+    pub const fn from_bits(checked: bool, error: bool) -> Self {
+        match (checked, error) {
+            (false, _) => CsumCheck::Unknown,
+            (true, false) => CsumCheck::Good,
+            (true, true) => CsumCheck::Bad,
+        }
+    }
 }
 
 /// A receive queue handle: poll it from its own core.

@@ -15,7 +15,7 @@ use crate::dma::DmaRegion;
 use crate::error::{Error, Result};
 use crate::hal::Hal;
 use crate::regs::{Reg, RegIo};
-use crate::{RxMeta, BUF_SIZE, RX_BATCH, TX_BATCH};
+use crate::{CsumCheck, RxMeta, BUF_SIZE, RX_BATCH, TX_BATCH};
 
 /// Bytes per advanced descriptor.
 pub const DESC_SIZE: usize = 16;
@@ -28,6 +28,42 @@ const RX_WB_LEN: usize = 12; // u16: packet length
 const RX_WB_VLAN: usize = 14; // u16: VLAN tag
 const RX_STATUS_DD: u32 = 1 << 0;
 const RX_STATUS_EOP: u32 = 1 << 1;
+/// L4I / TCPCS (igb), L4CS (ixgbe): the TCP/UDP checksum was checked.
+pub const RX_STATUS_L4CS: u32 = 1 << 5;
+/// IPCS: the IPv4 header checksum was checked.
+pub const RX_STATUS_IPCS: u32 = 1 << 6;
+
+/// Where a family's receive descriptor puts its checksum error bits (they differ: igb has
+/// TCPE at bit 29 and IPE at 30, ixgbe TCPE at 30 and IPE at 31).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsumErrBits {
+    /// IPv4 header checksum error.
+    pub ipe: u32,
+    /// TCP/UDP checksum error.
+    pub l4e: u32,
+}
+
+impl CsumErrBits {
+    /// 82576 / I350 (`E1000_RXDEXT_STATERR_IPE`, `_TCPE`).
+    pub const IGB: CsumErrBits = CsumErrBits {
+        ipe: 1 << 30,
+        l4e: 1 << 29,
+    };
+    /// 82599 / X520 (`IXGBE_RXDADV_ERR_IPE`, `_TCPE`).
+    pub const IXGBE: CsumErrBits = CsumErrBits {
+        ipe: 1 << 31,
+        l4e: 1 << 30,
+    };
+
+    /// The checksum results of a write-back status word.
+    #[inline]
+    pub const fn decode(self, status: u32) -> (CsumCheck, CsumCheck) {
+        (
+            CsumCheck::from_bits(status & RX_STATUS_IPCS != 0, status & self.ipe != 0),
+            CsumCheck::from_bits(status & RX_STATUS_L4CS != 0, status & self.l4e != 0),
+        )
+    }
+}
 
 // Advanced transmit data descriptor (read format and write-back status).
 const TX_CMD_DTYP_DATA: u32 = 0x3 << 20;
@@ -68,12 +104,20 @@ pub struct AdvRxQueue<R: RegIo, const N: usize> {
     next: usize,
     in_fragment: bool,
     queue: u16,
+    csum: CsumErrBits,
     stats: QueueStats,
 }
 
 impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
-    /// Allocates the ring (128-byte aligned) and `N` buffers of [`BUF_SIZE`] bytes.
-    pub(crate) fn alloc<H: Hal>(hal: &H, regs: R, queue: u16, rdt: Reg) -> Result<Self> {
+    /// Allocates the ring (128-byte aligned) and `N` buffers of [`BUF_SIZE`] bytes; `csum`
+    /// says where the family's descriptors put their checksum error bits.
+    pub(crate) fn alloc<H: Hal>(
+        hal: &H,
+        regs: R,
+        queue: u16,
+        rdt: Reg,
+        csum: CsumErrBits,
+    ) -> Result<Self> {
         let () = RingSize::<N>::OK;
         let ring = hal.dma_alloc(N * DESC_SIZE, 128).ok_or(Error::DmaAlloc)?;
         let bufs = hal.dma_alloc(N * BUF_SIZE, 4096).ok_or(Error::DmaAlloc)?;
@@ -88,6 +132,7 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
             next: 0,
             in_fragment: false,
             queue,
+            csum,
             stats: QueueStats::default(),
         };
         for i in 0..N {
@@ -151,12 +196,15 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
             let eop = status & RX_STATUS_EOP != 0;
             if eop && !self.in_fragment {
                 let len = (self.ring.read_u16(off + RX_WB_LEN) as usize).min(BUF_SIZE);
+                let (ip_csum, l4_csum) = self.csum.decode(status);
                 let meta = RxMeta {
                     queue: self.queue,
                     len: len as u16,
                     rss_hash: self.ring.read_u32(off + RX_WB_RSS),
                     rss_type: (self.ring.read_u32(off + RX_WB_PKT_INFO) & 0xF) as u8,
                     vlan: self.ring.read_u16(off + RX_WB_VLAN),
+                    ip_csum,
+                    l4_csum,
                 };
                 // SAFETY: DD is set and the descriptor is not handed back until `arm` and
                 // the tail write below, so the device does not write buffer `i` while the

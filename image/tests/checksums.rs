@@ -1,6 +1,6 @@
-//! `cargo ferrule flows --checksums`: segments with bad checksums are never reassembled and are
-//! counted; `auto` recognizes a capture taken on the sending host (its own segments' checksums
-//! left to the NIC) and stops checking, saying so.
+//! `cargo ferrule flows --checksums` (the monitor's `Config::checksums`): segments with bad
+//! checksums are never reassembled and are counted; `auto` recognizes a capture taken on the
+//! sending host (its own segments' checksums left to the NIC) and stops checking, saying so.
 
 use image::host::capture::Capture;
 use image::host::checksum::Checksums;
@@ -62,6 +62,20 @@ fn lines_of(frames: &[(u64, Vec<u8>)]) -> Vec<String> {
     flow_lines_of(&cap, DEFAULT_MAX_FLOWS).unwrap().0
 }
 
+/// The lines with nothing checked (what the monitor makes of the bytes as they are).
+fn unchecked_lines_of(frames: &[(u64, Vec<u8>)]) -> Vec<String> {
+    let cap = Capture::from_frames(frames.iter().map(|(t, f)| (*t, &f[..])));
+    let mut lines = Vec::new();
+    flows::flows_into(
+        &mut flows::Loaded::new(&cap),
+        DEFAULT_MAX_FLOWS,
+        Checksums::Ignore,
+        |l: std::fmt::Arguments<'_>| lines.push(l.to_string()),
+    )
+    .unwrap();
+    lines
+}
+
 /// Client port of a generated frame (clients use ports above 1024, servers 80/443).
 fn from_client(f: &[u8]) -> bool {
     let l4 = if f[12..14] == [0x08, 0x00] { 34 } else { 54 };
@@ -94,9 +108,20 @@ fn bad_segments_are_dropped_and_counted() {
     assert_eq!(sum["bad_tcp"], n_tcp);
     assert_eq!(sum["bad_ipv4_header"], n_ip);
     assert_eq!(sum["mode"], "verify");
+    assert_eq!(sum["offloaded"], false);
     // Ignore: the corrupted bytes are taken as they are.
     let (lines, sum) = run(&bad, Checksums::Ignore);
-    assert_eq!(lines, lines_of(&bad));
+    assert_eq!(lines, unchecked_lines_of(&bad));
+    assert_ne!(lines, lines_of(&kept));
+    // Auto: one frame in 7 bad is over 10 %, so a bad frame is kept as offloaded unless its
+    // host is known to have sent good ones (a 16-entry table: 60 hosts here, so not all are
+    // remembered). Every bad frame is accounted for one way or the other.
+    let (_, sum_auto) = run(&bad, Checksums::Auto);
+    let dropped =
+        sum_auto["bad_tcp"].as_u64().unwrap() + sum_auto["bad_ipv4_header"].as_u64().unwrap();
+    let kept_bad = sum_auto["bad_kept_as_offloaded"].as_u64().unwrap();
+    assert_eq!(dropped + kept_bad, (n_tcp + n_ip) as u64);
+    assert!(dropped > kept_bad, "{dropped} {kept_bad}");
     assert_eq!(
         (sum["bad_tcp"].clone(), sum["mode"].clone()),
         (0.into(), "ignore".into())
@@ -128,9 +153,11 @@ fn auto_stops_checking_a_sending_host_capture() {
     assert_eq!(
         sum["mode"],
         format!(
-            "auto: not verified, {bad_in_sample} of the first {sampled} TCP segments had bad checksums (offloaded on the capturing host)"
+            "auto: not verified, {bad_in_sample} of the first {sampled} frames checked had bad checksums (offloaded on the capturing host)"
         )
     );
+    assert_eq!(sum["offloaded"], true);
+    assert_eq!(sum["bad_kept_as_offloaded"], bad_in_sample);
     assert!(clients > 0);
     // Verify would have dropped every client segment.
     let (_, sum) = run(&offloaded, Checksums::Verify);

@@ -8,7 +8,7 @@
 use crate::api::Overlap;
 use crate::engine::FlowExtra;
 use crate::flow::{Bucket, FlowSlot};
-use crate::intake::FragSlot;
+use crate::intake::{ChecksumStats, Checksums, FragSlot};
 use crate::reasm::Chunk;
 
 /// Bytes per pool chunk. A side's ring is a chain of chunks drawn on demand.
@@ -71,6 +71,8 @@ pub struct Config {
     /// would need more is dropped, counted on the flow (`BufInfo::lost`) and in
     /// `Counters::bytes_dropped`, and reported with `ERROR` (`LossCause::Islands`).
     pub max_islands: u16,
+    /// IPv4 header and TCP checksums of received frames: see [`Checksums`] (default `Auto`).
+    pub checksums: Checksums,
 }
 
 impl Config {
@@ -87,6 +89,7 @@ impl Config {
         hash_key: [0x9e37_79b9_7f4a_7c15, 0x0123_4567_89ab_cdef],
         rst_in_window: false,
         max_islands: 64,
+        checksums: Checksums::Auto,
     };
 
     /// Islands per side, clamped to what one list chunk holds.
@@ -288,11 +291,15 @@ pub enum DropReason {
     Orphan,
     /// A packet of a flow whose monitoring was stopped: forwarded untouched.
     Unmonitored,
+    /// The IPv4 header checksum is wrong (`Config::checksums`; never reassembled).
+    BadIpv4Checksum,
+    /// The TCP checksum is wrong (`Config::checksums`; never reassembled).
+    BadTcpChecksum,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 17;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::TruncatedEthernet,
@@ -310,6 +317,8 @@ impl DropReason {
         DropReason::FragTimeout,
         DropReason::Orphan,
         DropReason::Unmonitored,
+        DropReason::BadIpv4Checksum,
+        DropReason::BadTcpChecksum,
     ];
 
     /// A stable snake_case name for reports.
@@ -330,6 +339,8 @@ impl DropReason {
             DropReason::FragTimeout => "frag_timeout",
             DropReason::Orphan => "orphan",
             DropReason::Unmonitored => "unmonitored",
+            DropReason::BadIpv4Checksum => "bad_ipv4_checksum",
+            DropReason::BadTcpChecksum => "bad_tcp_checksum",
         }
     }
 }
@@ -374,6 +385,8 @@ pub struct Counters {
     pub rexmits: u64,
     /// Segments for a flow that were malformed for it (e.g. far outside the window).
     pub bad_segments: u64,
+    /// Receive checksum verification (`Config::checksums`).
+    pub checksums: ChecksumStats,
 }
 
 impl Counters {

@@ -38,9 +38,14 @@ pub(crate) enum L3<'a> {
         addrs: Addrs,
         seg: &'a [u8],
         l3_off: usize,
+        /// An IPv6 routing header still had segments left: the TCP pseudo-header's destination
+        /// is a later hop's address, not `addrs.dst`, so the TCP checksum is not verified.
+        routed: bool,
     },
     Frag {
         addrs: Addrs,
+        /// Where the IP header starts in the frame.
+        l3_off: usize,
         proto: u8,
         id: u32,
         off: usize,
@@ -130,6 +135,7 @@ fn parse_ipv4(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
     if more_frags || frag_offset != 0 {
         return Ok(L3::Frag {
             addrs,
+            l3_off,
             proto,
             id: u16::from_be_bytes([h[4], h[5]]) as u32,
             off: frag_offset as usize,
@@ -144,6 +150,7 @@ fn parse_ipv4(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
         addrs,
         seg: data,
         l3_off,
+        routed: false,
     })
 }
 
@@ -159,6 +166,7 @@ fn parse_ipv6(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
     };
     let mut next: u8 = ip.next_header().into();
     let mut data = ip.payload();
+    let mut routed = false;
     // As deep as the packet goes: every extension header takes at least 8 bytes, so the
     // chain ends with the payload (the bound only makes that visible).
     for _ in 0..=b.len() / 8 {
@@ -168,10 +176,13 @@ fn parse_ipv6(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
                     addrs,
                     seg: data,
                     l3_off,
+                    routed,
                 })
             }
             // Hop-by-hop, routing, destination options: 8 * (len + 1) bytes.
             0 | 43 | 60 => {
+                // A routing header with segments left (byte 3): not yet at its destination.
+                routed |= next == 43 && data.get(3).is_some_and(|&left| left != 0);
                 let len = 8 * (*data.get(1).ok_or(DropReason::BadIpv6)? as usize + 1);
                 next = *data.first().ok_or(DropReason::BadIpv6)?;
                 data = data.get(len..).ok_or(DropReason::BadIpv6)?;
@@ -203,6 +214,7 @@ fn parse_ipv6(b: &[u8], l3_off: usize) -> Result<L3<'_>, DropReason> {
                 }
                 return Ok(L3::Frag {
                     addrs,
+                    l3_off,
                     proto,
                     id,
                     off,
@@ -275,6 +287,317 @@ fn syn_wscale(mut opts: &[u8]) -> Option<u8> {
         }
     }
     wscale
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receive checksums.
+
+/// What to do with the IPv4 header and TCP checksums of received frames
+/// (`Config::checksums`).
+///
+/// A segment whose checksum is wrong never reached the receiver's TCP (it drops it, and the
+/// sender retransmits), so the monitor must not reassemble it either: a corrupt copy would
+/// become stream data, and an attacker could insert bytes the endpoint never accepts. But a
+/// capture taken on a sending host holds that host's segments before its NIC filled in their
+/// checksums (checksum offload): every one of them looks wrong, and `Verify` would lose all
+/// of that host's data. The default, `Auto`, therefore verifies until the traffic looks
+/// offloaded and then stops, as Suricata's `checksum-validation: auto` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Checksums {
+    /// Drop (and count) every frame whose IPv4 header checksum or TCP checksum is wrong.
+    Verify,
+    /// Check nothing (not even the NIC's result).
+    Ignore,
+    /// Verify, but look at the first [`CHECKSUM_SAMPLE`] frames with a checksum result
+    /// first. Offloaded checksums look like this: every frame its sending host sent is wrong,
+    /// while its peer's are right. So while sampling, a bad frame is kept (counted in
+    /// `ChecksumStats::accepted_bad`) when more than 10 % of the frames so far were bad and its
+    /// source host has sent no good frame yet; otherwise it is dropped. When the sample is
+    /// complete the choice is final: more than 10 % bad stops all checking
+    /// (`ChecksumStats::offloaded`), else every later bad frame is dropped. On a network tap
+    /// checksums are the wire's and a corrupt frame is rare: it is dropped (unless it comes
+    /// first from a host not yet seen, in the first frames of a run); on an offloaded capture
+    /// no data is lost.
+    Auto,
+}
+
+/// Frames with a checksum result that [`Checksums::Auto`] looks at before its final choice.
+pub const CHECKSUM_SAMPLE: u32 = 1000;
+
+/// One checksum as the NIC saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RxCheck {
+    /// Not checked by the NIC (or not applicable): the monitor computes it.
+    #[default]
+    Unknown,
+    /// Checked and right (or, for virtio-net, not to be checked: a partial checksum of a
+    /// frame that never crossed a wire). The monitor skips its own check.
+    Good,
+    /// Checked and wrong: counted and dropped like a software-detected bad checksum.
+    Bad,
+}
+
+/// What the NIC checked of a received frame ([`crate::Monitor::frame_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RxMeta {
+    /// The IPv4 header checksum.
+    pub ipv4: RxCheck,
+    /// The TCP checksum (of an unfragmented segment).
+    pub l4: RxCheck,
+}
+
+impl RxMeta {
+    /// The NIC checked nothing (host tools, virtio-net without checksum offload).
+    pub const NONE: RxMeta = RxMeta {
+        ipv4: RxCheck::Unknown,
+        l4: RxCheck::Unknown,
+    };
+}
+
+/// What checksum verification did (`Counters::checksums`). Frames dropped for a bad checksum
+/// count in `Counters::dropped` under [`DropReason::BadIpv4Checksum`] and
+/// [`DropReason::BadTcpChecksum`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChecksumStats {
+    /// Checksums computed by the monitor (IPv4 headers and TCP segments counted apart).
+    pub computed: u64,
+    /// Checksums whose result the NIC gave (good or bad): not computed again.
+    pub from_nic: u64,
+    /// `Auto`: frames with a checksum result looked at (at most [`CHECKSUM_SAMPLE`]).
+    pub sampled: u32,
+    /// `Auto`: bad ones among them.
+    pub sampled_bad: u32,
+    /// `Auto`: bad frames kept because the traffic looked offloaded.
+    pub accepted_bad: u64,
+    /// `Auto` found the checksums offloaded: bad ones are kept, and once the sample is
+    /// complete nothing is checked any more. Tools print this.
+    pub offloaded: bool,
+    /// `Auto`, while sampling: source hosts that sent a frame with good checksums (a
+    /// direct-mapped table of 256 address keys, 0 = empty; a collision only forgets a host).
+    good_hosts: [u32; 256],
+}
+
+impl Default for ChecksumStats {
+    fn default() -> Self {
+        ChecksumStats {
+            computed: 0,
+            from_nic: 0,
+            sampled: 0,
+            sampled_bad: 0,
+            accepted_bad: 0,
+            offloaded: false,
+            good_hosts: [0; 256],
+        }
+    }
+}
+
+impl ChecksumStats {
+    /// Apply the policy to one frame's result (`None`: nothing to check; `Some(Ok)`: good;
+    /// `Some(Err(reason))`: bad) from source `src`.
+    #[inline]
+    fn judge(
+        &mut self,
+        mode: Checksums,
+        src: &Addrs,
+        r: Option<Result<(), DropReason>>,
+    ) -> Result<(), DropReason> {
+        let Some(r) = r else { return Ok(()) };
+        if mode == Checksums::Verify || self.sampled >= CHECKSUM_SAMPLE {
+            return r;
+        }
+        // Auto, still sampling (after it, only a verifying run gets here).
+        let key = host_key(src);
+        // The top byte of a multiplicative hash (its low bits depend only on the low bits).
+        let slot = (key >> 24) as usize % self.good_hosts.len();
+        self.sampled += 1;
+        self.sampled_bad += u32::from(r.is_err());
+        let looks_offloaded = self.sampled_bad as u64 * 10 > self.sampled as u64;
+        if self.sampled == CHECKSUM_SAMPLE {
+            self.offloaded = looks_offloaded;
+        }
+        if r.is_ok() {
+            self.good_hosts[slot] = key;
+        } else if looks_offloaded && self.good_hosts[slot] != key {
+            self.offloaded = true;
+            self.accepted_bad += 1;
+            return Ok(());
+        }
+        r
+    }
+
+    /// Still checking under `mode`?
+    #[inline]
+    fn checking(&self, mode: Checksums) -> bool {
+        match mode {
+            Checksums::Verify => true,
+            Checksums::Ignore => false,
+            Checksums::Auto => !(self.offloaded && self.sampled >= CHECKSUM_SAMPLE),
+        }
+    }
+}
+
+/// A non-zero key of a frame's source address (for `ChecksumStats::good_hosts`).
+#[inline]
+fn host_key(a: &Addrs) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([a.src[i], a.src[i + 1], a.src[i + 2], a.src[i + 3]]);
+    let k = (w(0) ^ w(4).rotate_left(7) ^ w(8).rotate_left(13) ^ w(12).rotate_left(19))
+        .wrapping_mul(0x9e37_79b1);
+    k | 1
+}
+
+/// The one's-complement sum of `data` (RFC 1071) in 64-bit words, folded to 16 bits, in
+/// network byte order. Words are read in native order and summed as two 32-bit halves into a
+/// 64-bit accumulator (no carry chain; the byte order is fixed once at the end, which RFC 1071
+/// §2(B) allows), so a 1,460-byte segment costs about 180 additions.
+#[inline]
+pub(crate) fn ones_sum(data: &[u8]) -> u16 {
+    let (words, rest) = data.as_chunks::<8>();
+    let mut acc = 0u64;
+    for w in words {
+        let w = u64::from_ne_bytes(*w);
+        acc += (w & 0xffff_ffff) + (w >> 32);
+    }
+    if !rest.is_empty() {
+        // The tail keeps its byte positions (even/odd) in a zero-padded word.
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_ne_bytes(last);
+        acc += (w & 0xffff_ffff) + (w >> 32);
+    }
+    u16::from_be(fold(acc))
+}
+
+/// Fold a 64-bit one's-complement accumulator to 16 bits.
+#[inline]
+fn fold(mut acc: u64) -> u16 {
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc as u16
+}
+
+/// Is the TCP checksum of `seg` (header and payload) right for the addresses in `addrs`?
+#[inline]
+pub(crate) fn tcp_checksum_ok(addrs: &Addrs, seg: &[u8]) -> bool {
+    let alen = if addrs.v6 { 16 } else { 4 };
+    let mut acc = u64::from(ones_sum(seg))
+        + u64::from(ones_sum(&addrs.src[..alen]))
+        + u64::from(ones_sum(&addrs.dst[..alen]))
+        + 6;
+    // IPv4: a 16-bit length; IPv6: a 32-bit one.
+    let len = seg.len() as u64;
+    acc += (len >> 16) + (len & 0xffff);
+    fold(acc) == 0xffff
+}
+
+/// Is the IPv4 header starting at `frame[l3_off]` right (its checksum folds to all ones)?
+#[inline]
+fn ipv4_header_ok(frame: &[u8], l3_off: usize) -> bool {
+    let ihl = frame.get(l3_off).map_or(0, |v| usize::from(v & 0x0f) * 4);
+    frame
+        .get(l3_off..l3_off + ihl)
+        .is_some_and(|h| ones_sum(h) == 0xffff)
+}
+
+/// One checksum: the NIC's result if it has one, else computed.
+#[inline]
+fn one_check(
+    nic: RxCheck,
+    st: &mut ChecksumStats,
+    bad: DropReason,
+    compute: impl FnOnce() -> bool,
+) -> Result<(), DropReason> {
+    let ok = match nic {
+        RxCheck::Good => {
+            st.from_nic += 1;
+            true
+        }
+        RxCheck::Bad => {
+            st.from_nic += 1;
+            false
+        }
+        RxCheck::Unknown => {
+            st.computed += 1;
+            compute()
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad)
+    }
+}
+
+/// [`parse_l3`], then the IPv4 header checksum (every IPv4 frame, fragments too) and the TCP
+/// checksum of an unfragmented segment, verified as `mode` says with what the NIC already
+/// checked (`rx`). A bad frame is `Err(BadIpv4Checksum | BadTcpChecksum)` (never parsed
+/// further, so never reassembled), or kept by `Auto` as offloaded.
+#[inline]
+pub(crate) fn parse_l3_checked<'f>(
+    frame: &'f [u8],
+    rx: RxMeta,
+    mode: Checksums,
+    st: &mut ChecksumStats,
+) -> Result<L3<'f>, DropReason> {
+    let l3 = parse_l3(frame)?;
+    if !st.checking(mode) {
+        return Ok(l3);
+    }
+    let r = match &l3 {
+        L3::Tcp {
+            addrs,
+            seg,
+            l3_off,
+            routed,
+        } => {
+            let ip = if addrs.v6 {
+                Ok(())
+            } else {
+                one_check(rx.ipv4, st, DropReason::BadIpv4Checksum, || {
+                    ipv4_header_ok(frame, *l3_off)
+                })
+            };
+            if ip.is_err() {
+                Some(ip)
+            } else if *routed {
+                None
+            } else {
+                Some(one_check(rx.l4, st, DropReason::BadTcpChecksum, || {
+                    tcp_checksum_ok(addrs, seg)
+                }))
+            }
+        }
+        // A fragment: its IPv4 header now, the TCP checksum once the datagram is whole.
+        L3::Frag { addrs, l3_off, .. } => (!addrs.v6).then(|| {
+            one_check(rx.ipv4, st, DropReason::BadIpv4Checksum, || {
+                ipv4_header_ok(frame, *l3_off)
+            })
+        }),
+    };
+    let src = match &l3 {
+        L3::Tcp { addrs, .. } | L3::Frag { addrs, .. } => addrs,
+    };
+    st.judge(mode, src, r)?;
+    Ok(l3)
+}
+
+/// [`parse_tcp`] of a reassembled datagram, its TCP checksum verified over the whole datagram
+/// as `mode` says (the NIC checks no fragment's TCP checksum).
+#[inline]
+pub(crate) fn parse_tcp_checked<'d>(
+    dg: &'d [u8],
+    addrs: &Addrs,
+    mode: Checksums,
+    st: &mut ChecksumStats,
+) -> Result<Tcp<'d>, DropReason> {
+    if st.checking(mode) {
+        let r = one_check(RxCheck::Unknown, st, DropReason::BadTcpChecksum, || {
+            tcp_checksum_ok(addrs, dg)
+        });
+        st.judge(mode, addrs, Some(r))?;
+    }
+    parse_tcp(dg)
 }
 
 /// Pool chunks a datagram of up to [`FRAG_DATAGRAM_MAX`] bytes occupies.
@@ -580,5 +903,40 @@ impl<'a> FragTable<'a> {
         let (addrs, proto) = (self.slots[i].addrs, self.slots[i].proto);
         self.release(i, pool);
         Ok(Some((addrs, proto, total)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 1071 the slow way: 16-bit big-endian words, end-around carry.
+    fn naive(data: &[u8]) -> u16 {
+        let mut s = 0u64;
+        for c in data.chunks(2) {
+            s += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    #[test]
+    fn the_word_sum_equals_rfc_1071_for_every_length_and_start() {
+        // Bytes near 0xff make carries in every lane.
+        let buf: Vec<u8> = (0..2100u32).map(|i| (i * 197 % 256) as u8 | 0xc0).collect();
+        for start in 0..8 {
+            for len in (0..80).chain([1459, 1460, 1461, 2000]) {
+                let d = &buf[start..start + len];
+                assert_eq!(ones_sum(d), naive(d), "start {start} len {len}");
+            }
+        }
+        assert_eq!(ones_sum(&[0xff; 4096]), 0xffff);
+        // RFC 1071's example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
+        assert_eq!(
+            ones_sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
     }
 }

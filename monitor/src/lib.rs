@@ -79,8 +79,13 @@
 //!   what it received. `Ctx::reset_conn`, `Ctx::raise_event`, per-flow subscriptions and
 //!   `Ctx::stop_side` complete mOS's per-flow API; raised events and resets run once the
 //!   current callbacks are done.
-//! * **Checksums** of received frames are not verified (taps and NIC offloads often carry
-//!   wrong ones); rewritten frames get correct IPv4 and TCP checksums.
+//! * **Checksums** of received frames (IPv4 header; TCP over the IPv4 or IPv6 pseudo-header,
+//!   after any extension headers, and over the whole datagram for IP fragments) are verified
+//!   as `Config::checksums` says ([`Checksums`]; default `Auto`: verify until the traffic
+//!   looks checksum-offloaded, then stop and say so in `ChecksumStats::offloaded`). A bad
+//!   frame is counted (`DropReason::BadIpv4Checksum`, `BadTcpChecksum`) and never
+//!   reassembled. [`Monitor::frame_with`] takes the NIC's own result ([`RxMeta`]): good is
+//!   not computed again, bad is dropped. Rewritten frames get correct IPv4 and TCP checksums.
 //!
 //! # Sizing on a host (16 MiB per side)
 //!
@@ -142,5 +147,5 @@ pub use config::{
 };
 pub use engine::{Core, Ctx, Endpoints, FlowExtra, Monitor, Registry};
 pub use flow::{Bucket, FlowSlot};
-pub use intake::FragSlot;
+pub use intake::{ChecksumStats, Checksums, FragSlot, RxCheck, RxMeta, CHECKSUM_SAMPLE};
 pub use reasm::{Chunk, EMPTY_CHUNK};

@@ -89,6 +89,9 @@ fn ipv4_overlaps_follow_the_overlap_policy_and_are_counted() {
         let mut st = storage();
         let cfg = Config {
             overlap: policy,
+            // The overlapping copy is edited in place (stale IPv4 header checksum), and 'X'
+            // bytes kept by last-wins break the datagram's TCP checksum: not what this tests.
+            checksums: monitor::Checksums::Ignore,
             ..cfg()
         };
         let mut m = Monitor::new(Recorder::default(), cfg, st.storage()).unwrap();

@@ -75,7 +75,7 @@ fn init_follows_datasheet_order() {
     steps.extend([
         Step::WriteEq(RSSRK, 0x5A6D_5A6D),
         Step::Write(RETA),
-        Step::WriteSet(RXCSUM, RXCSUM_PCSD),
+        Step::WriteSet(RXCSUM, RXCSUM_PCSD | RXCSUM_IPOFLD | RXCSUM_TUOFLD),
         Step::WriteEq(MRQC, MRQC_RSS | MRQC_FIELDS),
         Step::WriteEq(RCTL, RCTL_EN | RCTL_UPE | RCTL_MPE | RCTL_BAM | RCTL_SECRC),
     ]);
@@ -341,6 +341,38 @@ fn rx_delivers_in_order_and_recycles_in_place() {
         assert_eq!(q.rx_batch(|_, _| panic!("no frame pending")), 0);
     }
     assert_eq!(q.stats().packets, next as u64);
+}
+
+#[test]
+fn rx_reports_the_descriptors_checksum_status() {
+    use crate::ring::{RX_STATUS_IPCS, RX_STATUS_L4CS};
+    use crate::CsumCheck::{Bad, Good, Unknown};
+    let (regs, hal) = (model(), FakeHal::new());
+    // A driver before us cleared the offload bits: init turns them back on.
+    regs.set(RXCSUM, 0);
+    let mut parts = up(&regs, &hal, &IgbConfig::symmetric(1)).unwrap();
+    assert_eq!(
+        regs.get(RXCSUM) & (RXCSUM_IPOFLD | RXCSUM_TUOFLD),
+        RXCSUM_IPOFLD | RXCSUM_TUOFLD
+    );
+    let mut dev = FakeRxDevice::new(&regs, rdbal(0), rdbah(0), rdlen(0), rdt(0));
+    // igb: IPE is bit 30, TCPE bit 29 (E1000_RXDEXT_STATERR_*); bit 31 (RXE) is neither.
+    let cases = [
+        (0, (Unknown, Unknown)),
+        (RX_STATUS_IPCS, (Good, Unknown)),
+        (RX_STATUS_IPCS | RX_STATUS_L4CS, (Good, Good)),
+        (RX_STATUS_IPCS | RX_STATUS_L4CS | 1 << 29, (Good, Bad)),
+        (RX_STATUS_IPCS | RX_STATUS_L4CS | 1 << 30, (Bad, Good)),
+        (RX_STATUS_L4CS | 1 << 29 | 1 << 30, (Unknown, Bad)),
+        (RX_STATUS_IPCS | RX_STATUS_L4CS | 1 << 31, (Good, Good)),
+    ];
+    for (i, (status, _)) in cases.iter().enumerate() {
+        assert!(dev.deliver_status(&hal, &regs, &frame(i as u32, 60), 0, *status));
+    }
+    let mut got = Vec::new();
+    parts.rx[0].rx_batch(|_, m| got.push((m.ip_csum, m.l4_csum)));
+    let want: Vec<_> = cases.iter().map(|c| c.1).collect();
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -205,6 +205,30 @@ fn receive_path_shared_with_igb_works_on_ixgbe_registers() {
 }
 
 #[test]
+fn checksum_error_bits_are_ixgbes_not_igbs() {
+    use crate::ring::{RX_STATUS_IPCS, RX_STATUS_L4CS};
+    use crate::CsumCheck::{Bad, Good};
+    let (regs, hal) = (model(), FakeHal::new());
+    let mut parts = up(&regs, &hal, &IxgbeConfig::symmetric(1)).unwrap();
+    let mut dev = FakeRxDevice::new(&regs, rdbal(0), rdbah(0), rdlen(0), rdt(0));
+    let checked = RX_STATUS_IPCS | RX_STATUS_L4CS;
+    // 82599: IPE bit 31, TCPE bit 30; bit 29 is USE (undersize), no checksum error.
+    let cases = [
+        (checked, (Good, Good)),
+        (checked | 1 << 29, (Good, Good)),
+        (checked | 1 << 30, (Good, Bad)),
+        (checked | 1 << 31, (Bad, Good)),
+    ];
+    for (status, _) in cases {
+        assert!(dev.deliver_status(&hal, &regs, &[7u8; 64], 0, status));
+    }
+    let mut got = Vec::new();
+    parts.rx[0].rx_batch(|_, m| got.push((m.ip_csum, m.l4_csum)));
+    let want: Vec<_> = cases.iter().map(|c| c.1).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn promiscuous_and_bad_config() {
     let (regs, hal) = (model(), FakeHal::new());
     let mut parts = up(&regs, &hal, &IxgbeConfig::symmetric(1)).unwrap();

@@ -195,6 +195,36 @@ fn receive_strips_header_and_reposts_buffers() {
 }
 
 #[test]
+fn receive_reports_the_net_headers_checksum_flags() {
+    use crate::CsumCheck::{Good, Unknown};
+    let (_regs, hal, mut parts, mut rxd, _) = up();
+    // flags 0, NEEDS_CSUM, DATA_VALID, both, and an unknown bit only.
+    let flags = [0u8, HDR_F_NEEDS_CSUM, HDR_F_DATA_VALID, 3, 0x80];
+    for &fl in &flags {
+        let (id, addr, _) = rxd.take(&hal).expect("driver posted a buffer");
+        let mut wire = vec![0u8; NET_HDR_LEN];
+        wire[0] = fl;
+        wire.extend([fl; 60]);
+        hal.dma_write(addr, &wire);
+        rxd.give(&hal, id, wire.len() as u32);
+    }
+    let mut got = Vec::new();
+    parts
+        .rx
+        .rx_batch(|f, m| got.push((f[0], m.ip_csum, m.l4_csum)));
+    assert_eq!(
+        got,
+        [
+            (0, Unknown, Unknown),
+            (1, Unknown, Good),
+            (2, Unknown, Good),
+            (3, Unknown, Good),
+            (0x80, Unknown, Unknown)
+        ]
+    );
+}
+
+#[test]
 fn transmit_reaches_the_device_byte_for_byte_and_reclaims() {
     let (_regs, hal, mut parts, _, mut txd) = up();
     let frames: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 60 + i as usize]).collect();

@@ -21,7 +21,7 @@ use monitor::{Config, HostStorage, Monitor};
 pub use flowlog::{FlowDigest, FlowLog};
 
 use super::capture::{Capture, CaptureError, CaptureReader};
-use super::checksum::{self, Checker, Checksums};
+use super::checksum::{self, Checksums};
 use super::json::FlowLine;
 
 /// Stream bytes each side may buffer (a ceiling: all flows share the chunk pool).
@@ -116,12 +116,12 @@ pub struct Outcome {
 }
 
 /// Runs `FlowLog` over `frames` into `sink` (each line as the connection ends), frame by
-/// frame (no frame is kept), with `max_flows` flow slots; at the end (or the damage) every
-/// open connection is ended.
+/// frame (no frame is kept), with `max_flows` flow slots and the monitor verifying checksums
+/// as `checksums` says; at the end (or the damage) every open connection is ended.
 pub fn flows_into<S: flowlog::Sink>(
     frames: &mut impl Frames,
     max_flows: usize,
-    mut checker: Checker,
+    checksums: Checksums,
     sink: S,
 ) -> Result<Outcome, FlowsError> {
     let mut storage: HostStorage<FlowDigest> = HostStorage::new(max_flows, POOL_CHUNKS, 256);
@@ -130,6 +130,7 @@ pub fn flows_into<S: flowlog::Sink>(
         pickup: true,
         idle_timeout_us: u64::MAX / 4,
         hash_key: Config::random_hash_key(),
+        checksums: checksums.into(),
         ..Config::DEFAULT
     };
     let mut mon =
@@ -138,9 +139,6 @@ pub fn flows_into<S: flowlog::Sink>(
     let damage = loop {
         match frames.next_frame() {
             Ok(Some((ts, frame))) => {
-                if !checker.pass(frame) {
-                    continue;
-                }
                 if in_batch == 0 {
                     mon.begin_batch(ts);
                 }
@@ -182,7 +180,7 @@ pub fn flows_into<S: flowlog::Sink>(
         "rexmits": c.rexmits,
         "dropped_frames": c.total_dropped(),
         "dropped": dropped,
-        "checksums": checker.summary(),
+        "checksums": checksum::summary(cfg.checksums, c),
     });
     Ok(Outcome { summary, damage })
 }
@@ -194,11 +192,10 @@ pub fn flow_lines_of(
     max_flows: usize,
 ) -> Result<(Vec<String>, serde_json::Value), FlowsError> {
     let mut lines = Vec::new();
-    let checker = Checker::new(Checksums::Auto, cap.frames().map(|(_, f)| f));
     let o = flows_into(
         &mut Loaded::new(cap),
         max_flows,
-        checker,
+        Checksums::Auto,
         |l: std::fmt::Arguments<'_>| lines.push(l.to_string()),
     )?;
     Ok((lines, o.summary))
@@ -218,29 +215,6 @@ pub fn flows_of(
     Ok((flows, summary))
 }
 
-/// The checksum policy for the capture at `path`: for `Auto`, decided on its first frames
-/// (read once more from the start, up to [`checksum::SAMPLE`] TCP segments or the damage).
-pub fn checker_for(path: &Path, mode: Checksums) -> Result<Checker, FlowsError> {
-    if mode != Checksums::Auto {
-        return Ok(Checker::new(mode, std::iter::empty()));
-    }
-    let mut r = CaptureReader::open(path).map_err(FlowsError::Capture)?;
-    let mut sample: Vec<Vec<u8>> = Vec::new();
-    let mut tcp = 0;
-    while tcp < checksum::SAMPLE {
-        match r.next_frame() {
-            Ok(Some((_, f))) => {
-                if checksum::check(f) != checksum::Check::Unchecked {
-                    tcp += 1;
-                    sample.push(f.to_vec());
-                }
-            }
-            _ => break,
-        }
-    }
-    Ok(Checker::new(mode, sample.iter().map(|f| &f[..])))
-}
-
 /// `cargo ferrule flows`: streams the JSON lines of `path` to `out` as connections end, then
 /// the summary. A damaged capture: every line up to the damage and the summary are written,
 /// then the damage is the error.
@@ -251,17 +225,21 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<(), FlowsError> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
-    let checker = checker_for(path, checksums)?;
     let mut reader = CaptureReader::open(path).map_err(FlowsError::Capture)?;
     let slots = flow_slots(max_flows, size);
     let mut err = None;
-    let o = flows_into(&mut reader, slots, checker, |l: std::fmt::Arguments<'_>| {
-        if err.is_none() {
-            if let Err(e) = out.write_fmt(l).and_then(|()| out.write_all(b"\n")) {
-                err = Some(e);
+    let o = flows_into(
+        &mut reader,
+        slots,
+        checksums,
+        |l: std::fmt::Arguments<'_>| {
+            if err.is_none() {
+                if let Err(e) = out.write_fmt(l).and_then(|()| out.write_all(b"\n")) {
+                    err = Some(e);
+                }
             }
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = err {
         return Err(FlowsError::Output(e));
     }

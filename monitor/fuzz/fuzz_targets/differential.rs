@@ -9,5 +9,5 @@ use libfuzzer_sys::fuzz_target;
 mod differential;
 
 fuzz_target!(|data: &[u8]| {
-    differential::run(data);
+    let _ = differential::run(data);
 });

@@ -31,7 +31,7 @@ use crate::config::{
     REWRITE_MAX,
 };
 use crate::flow::{self, Bucket, FlowSlot, IN_NEW_DATA_LIST, NONE, PICKED_UP};
-use crate::intake::{self, FragTable, Fragment, L3};
+use crate::intake::{self, FragTable, Fragment, RxMeta, L3};
 use crate::reasm::{Pool, BUFFERING_OFF};
 use checksum::fix_checksums;
 use dispatch::{end_flow, flush_new_data};
@@ -409,6 +409,12 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     /// Process one frame received at `ts_us` (call between `begin_batch` and `end_batch`).
     /// Returns what to do with it in inline mode (always `Forward` in tap mode).
     pub fn frame(&mut self, frame: &[u8], ts_us: u64) -> Verdict<'_> {
+        self.frame_with(frame, ts_us, RxMeta::NONE)
+    }
+
+    /// [`Monitor::frame`] with what the NIC checked (`rx`): a checksum it found good is not
+    /// computed again, one it found bad drops the frame (see `Config::checksums`).
+    pub fn frame_with(&mut self, frame: &[u8], ts_us: u64, rx: RxMeta) -> Verdict<'_> {
         let core = &mut self.core;
         core.now = core.now.max(ts_us);
         core.batch_frames += 1;
@@ -418,9 +424,12 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         core.pkt.modified = false;
         core.pkt.rewritable = false;
         core.x.begin_frame(ts_us);
-        match intake::parse_l3(frame) {
+        let (mode, csum) = (core.cfg.checksums, &mut core.counters.checksums);
+        match intake::parse_l3_checked(frame, rx, mode, csum) {
             Err(r) => core.counters.dropped[r as usize] += 1,
-            Ok(L3::Tcp { addrs, seg, l3_off }) => {
+            Ok(L3::Tcp {
+                addrs, seg, l3_off, ..
+            }) => {
                 core.pkt.rewritable = true;
                 core.pkt.v6 = addrs.v6;
                 core.pkt.l3_off = l3_off;
@@ -436,6 +445,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 off,
                 more,
                 data,
+                ..
             }) => {
                 let now = core.now;
                 let to = core.cfg.frag_timeout_us;
@@ -464,7 +474,8 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                         if proto != 6 {
                             core.counters.dropped[DropReason::NotTcp as usize] += 1;
                         } else {
-                            match intake::parse_tcp(dg) {
+                            let csum = &mut core.counters.checksums;
+                            match intake::parse_tcp_checked(dg, &addrs, mode, csum) {
                                 Ok(t) => process_tcp(&mut self.mb, core, frame, &addrs, &t),
                                 Err(r) => core.counters.dropped[r as usize] += 1,
                             }
