@@ -138,6 +138,7 @@ fn histories(cfg: &GenConfig) -> (Vec<[History; 2]>, usize) {
         capture: pcap,
         inline: false,
         out: None,
+        checksums: None,
     };
     run::<Prog>(&args).unwrap();
     (ENDED.with(|e| e.take()), stats.flows as usize)

@@ -10,7 +10,9 @@ use crate::intake::{self, L3};
 /// offset, TCP segment length (header and payload, Ethernet padding excluded), IPv6.
 pub(super) fn locate(buf: &[u8]) -> Option<(usize, usize, usize, bool)> {
     match intake::parse_l3(buf) {
-        Ok(L3::Tcp { addrs, seg, l3_off }) => {
+        Ok(L3::Tcp {
+            addrs, seg, l3_off, ..
+        }) => {
             let l4 = (seg.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
             (l4 <= buf.len()).then_some((l3_off, l4, seg.len(), addrs.v6))
         }
