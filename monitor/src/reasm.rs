@@ -158,6 +158,17 @@ pub(crate) struct SideState {
     finger: (u32, u32),
 }
 
+/// What `peek` finds under its cursor ([`SideState::next_read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NextRead {
+    /// Bytes from the cursor up to this offset.
+    Bytes(u64),
+    /// A hole lost at the tap: the next byte held is at this offset.
+    Skip(u64),
+    /// Nothing new.
+    Nothing,
+}
+
 /// Where an incoming segment lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
@@ -492,6 +503,60 @@ impl SideState {
         let i = self.first_ending_at_or_after(pool, off + 1);
         let (s, e) = (i < self.island_count as usize).then(|| self.island(pool, i))?;
         (s <= off).then_some(e)
+    }
+
+    /// What a reader whose cursor is at `cur` (`cur >= base`) can take next: bytes up to the
+    /// end of the fragment under the cursor (the in-order run, or an island the cursor reached
+    /// by crossing a lost hole), a jump over a hole the receiver acknowledged (tap loss: its
+    /// bytes will never arrive and are already counted in `lost`) to the island after it, or
+    /// nothing yet.
+    pub fn next_read(&self, pool: &Pool<'_>, cur: u64) -> NextRead {
+        if cur < self.cont_end {
+            return NextRead::Bytes(self.cont_end);
+        }
+        if self.island_count == 0 {
+            return NextRead::Nothing;
+        }
+        let i = self.first_ending_at_or_after(pool, cur + 1);
+        if i >= self.island_count as usize {
+            return NextRead::Nothing;
+        }
+        let (s, e) = self.island(pool, i);
+        if s <= cur {
+            // Only reachable after a jump: the cursor is inside an island.
+            return NextRead::Bytes(e);
+        }
+        // A hole `[cur, s)`: permanent once the receiver acknowledged all of it.
+        if s <= self.acked_end() {
+            NextRead::Skip(s)
+        } else {
+            NextRead::Nothing
+        }
+    }
+
+    /// Whether bytes past the in-order end are readable by `peek` (an island lies behind a
+    /// hole the receiver acknowledged): `CONN_NEW_DATA` is due although the run did not grow.
+    /// Only for a reader that has read all the in-order bytes (one that has not will reach
+    /// the hole on its own).
+    pub fn readable_past_hole(&self, pool: &Pool<'_>) -> bool {
+        self.island_count != 0
+            && self.cursor >= self.cont_end
+            && self.next_read(pool, self.cursor) != NextRead::Nothing
+    }
+
+    /// Bytes of `[from, to)` not held in an island (holes), for `from >= cont_end`.
+    pub fn hole_bytes(&self, pool: &Pool<'_>, from: u64, to: u64) -> u64 {
+        if to <= from {
+            return 0;
+        }
+        let mut missing = to - from;
+        self.fragments(pool, |off, len| {
+            let (a, b) = (off.max(from), (off + len).min(to));
+            if a < b {
+                missing -= b - a;
+            }
+        });
+        missing
     }
 
     /// Decide where `[s, e)` (stream offsets, `s >= 0`) lands, honouring capacity (`cap_chunks`

@@ -106,6 +106,19 @@ pub(super) fn store_payload<M: Middlebox>(
     if grew > 0 {
         debug_assert!(core.flows[slot as usize].sides[ri].cont_end > before);
         mark_new_data(core, slot, ri);
+    } else {
+        // Bytes behind a hole the receiver acknowledged are readable by `peek`.
+        tap_hole_readable(core, slot, ri);
+    }
+}
+
+/// Raise `CONN_NEW_DATA` for side `ri` if bytes past a hole lost at the tap became readable
+/// (`peek` jumps the hole); called when an ACK makes a hole permanent and when bytes land
+/// behind one.
+#[inline]
+pub(super) fn tap_hole_readable<F>(core: &mut Core<'_, F>, slot: u32, ri: usize) {
+    if core.flows[slot as usize].sides[ri].readable_past_hole(&core.pool) {
+        mark_new_data(core, slot, ri);
     }
 }
 

@@ -5,7 +5,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{Core, Endpoints};
 use crate::api::{BufInfo, FlowHandle, Frag, Overlap, PeekError, Side, TcpState};
 use crate::flow::{FlowSlot, CLIENT_IS_ENDPOINT_A};
-use crate::reasm::{SideState, BUFFERING_OFF, HAS_ORIGIN, LAST_COPY_WINS};
+use crate::reasm::{NextRead, SideState, BUFFERING_OFF, HAS_ORIGIN, LAST_COPY_WINS};
 
 impl<F> Core<'_, F> {
     pub(super) fn slot_of(&self, h: FlowHandle) -> Result<&FlowSlot<F>, PeekError> {
@@ -72,7 +72,18 @@ impl<F> Core<'_, F> {
                 missed,
             });
         }
-        let n = ((s.cont_end - s.cursor) as usize).min(buf.len());
+        let end = match s.next_read(&self.pool, s.cursor) {
+            NextRead::Bytes(end) => end,
+            NextRead::Nothing => return Ok(0),
+            // A hole the receiver acknowledged (tap loss, already in `BufInfo::lost`): the
+            // reader hears of it once, as of overwritten bytes, and the cursor jumps past it.
+            NextRead::Skip(to) => {
+                let missed = to - s.cursor;
+                s.cursor = to;
+                return Err(PeekError::Overwritten { oldest: to, missed });
+            }
+        };
+        let n = ((end - s.cursor) as usize).min(buf.len());
         if n == 0 {
             return Ok(0);
         }

@@ -432,5 +432,6 @@ fn note_ack<M: Middlebox>(
         };
         // The stream's sender is the peer: the `Rcv` view is the side that lost the bytes.
         raise_error(mb, core, slot, fr, reason, snd.peer());
+        super::payload::tap_hole_readable(core, slot, snd.index());
     }
 }
