@@ -82,6 +82,17 @@ impl<'a> Pool<'a> {
         }
     }
 
+    /// Chunks ever handed out (the pool's memory touched so far: a chunk is written only
+    /// once it is taken, so this is its resident part).
+    pub(crate) fn touched(&self) -> u32 {
+        self.fresh
+    }
+
+    /// Chunks in the pool.
+    pub(crate) fn len(&self) -> u32 {
+        self.chunks.len().min(self.links.len()) as u32
+    }
+
     /// Chunk `i`'s bytes.
     pub(crate) fn chunk(&self, i: u32) -> Option<&Chunk> {
         self.chunks.get(i as usize)
@@ -861,6 +872,20 @@ impl SideState {
         self.release_islands(pool);
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
+    }
+
+    /// Stream bytes this side holds (the in-order run from the oldest byte kept, and the
+    /// islands), not counting the chunk space they leave unused.
+    pub fn held_bytes(&self, pool: &Pool<'_>) -> u64 {
+        if !self.buffered() || self.nchunks == 0 {
+            return 0;
+        }
+        let mut n = self.cont_end - self.base;
+        for i in 0..self.island_count as usize {
+            let (s, e) = self.island(pool, i);
+            n += e - s;
+        }
+        n
     }
 
     /// Chunks this side holds.
