@@ -849,6 +849,50 @@ impl SideState {
         reached
     }
 
+    /// Hand `len` bytes from `off` (`base <= off`, `off + len <=` end of its fragment) to `f`
+    /// in place, one slice per chunk they lie in. Returns the position reached, for
+    /// [`SideState::set_finger`].
+    pub fn visit(
+        &self,
+        pool: &Pool<'_>,
+        off: u64,
+        len: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> (u32, u32) {
+        let cs = CHUNK_SIZE as u64;
+        let rel = off - self.base;
+        let mut k = (rel / cs) as u32;
+        let mut at = (rel % cs) as usize;
+        if k >= self.nchunks {
+            return (k, NONE);
+        }
+        // The tail, or the chunk under the finger, saves the walk from the head.
+        let mut idx = if k + 1 == self.nchunks {
+            self.tail
+        } else if self.finger.1 != NONE && self.finger.0 == k {
+            self.finger.1
+        } else {
+            self.chunk_at(pool, k)
+        };
+        let mut left = len;
+        let mut reached = (k, idx);
+        while left > 0 && idx != NONE {
+            let n = left.min(CHUNK_SIZE - at);
+            let Some(c) = pool.chunks.get(idx as usize) else {
+                break;
+            };
+            f(&c[at..at + n]);
+            reached = (k, idx);
+            left -= n;
+            at = 0;
+            if left > 0 {
+                idx = pool.next(idx);
+                k += 1;
+            }
+        }
+        reached
+    }
+
     /// Remember a chain position to avoid re-walking the chain from its head.
     pub fn set_finger(&mut self, f: (u32, u32)) {
         if f.1 != NONE && f.0 < self.nchunks {

@@ -9,8 +9,9 @@
 //! Engines, each timed over the whole capture, `--runs` times, the fastest run kept; every
 //! engine reads the capture from memory (fair feeding):
 //! * **monitor**: the `monitor` crate in host mode with a consumer that reads every byte of
-//!   both directions (frames preloaded in memory); its bytes must equal the generator's
-//!   (minus the bytes lost at the tap, which it must be told of);
+//!   both directions in place (`read_in_place`; frames preloaded in memory); its bytes must
+//!   equal the generator's (minus the bytes lost at the tap, which it must be told of); on
+//!   the bench mix a second consumer reads with `peek` (a copy of every byte);
 //! * **floor**: smoltcp checked views down to the TCP payload (frames preloaded);
 //! * **libnids**: `bench/nidsbench.c`, timing `nids_run()` over the capture read into memory;
 //! * **Suricata 7**: single run mode, memcaps raised, one content rule, startup subtracted,
@@ -136,7 +137,7 @@ struct CaptureRun {
 }
 
 /// The monitor's engine name (the consumer the ratios are taken with).
-const MAIN: ReadMode = ReadMode::Peek;
+const MAIN: ReadMode = ReadMode::InPlace;
 
 /// One capture of the bench and what runs on it.
 struct Spec {
@@ -330,7 +331,11 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         let concurrent = cfg.concurrent as usize;
         // The monitor with a consumer reading every byte: the main one, then (bench mix only)
         // the others, so that each read API is measured.
-        let modes: &[ReadMode] = &[MAIN];
+        let modes: &[ReadMode] = if label == "bench" {
+            &[MAIN, ReadMode::Peek]
+        } else {
+            &[MAIN]
+        };
         let mut mon = None;
         for &mode in modes {
             let mut ts = Vec::new();

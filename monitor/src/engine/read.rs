@@ -2,7 +2,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Core, Endpoints};
+use super::{Core, Ctx, Endpoints};
 use crate::api::{BufInfo, FlowHandle, Frag, Overlap, PeekError, Side, TcpState};
 use crate::flow::{FlowSlot, CLIENT_IS_ENDPOINT_A};
 use crate::reasm::{NextRead, SideState, BUFFERING_OFF, HAS_ORIGIN, LAST_COPY_WINS};
@@ -62,6 +62,21 @@ impl<F> Core<'_, F> {
         side: Side,
         buf: &mut [u8],
     ) -> Result<usize, PeekError> {
+        let n = buf.len();
+        self.peek_in_place(h, side, n, |pos, bytes| {
+            buf[pos..pos + bytes.len()].copy_from_slice(bytes)
+        })
+    }
+
+    /// `peek` without the copy: the bytes go to `f` (their position in the read, then the
+    /// slice), in place in the chunks that hold them.
+    pub(super) fn peek_in_place(
+        &mut self,
+        h: FlowHandle,
+        side: Side,
+        max: usize,
+        mut f: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, PeekError> {
         self.readable(h, side)?;
         let s = &mut self.flows[h.slot as usize].sides[side.index()];
         if s.cursor < s.base {
@@ -83,11 +98,15 @@ impl<F> Core<'_, F> {
                 return Err(PeekError::Overwritten { oldest: to, missed });
             }
         };
-        let n = ((end - s.cursor) as usize).min(buf.len());
+        let n = ((end - s.cursor) as usize).min(max);
         if n == 0 {
             return Ok(0);
         }
-        let reached = s.read_at(&self.pool, s.cursor, &mut buf[..n]);
+        let mut pos = 0;
+        let reached = s.visit(&self.pool, s.cursor, n, |bytes| {
+            f(pos, bytes);
+            pos += bytes.len();
+        });
         s.set_finger(reached);
         s.cursor += n as u64;
         Ok(n)
@@ -191,5 +210,35 @@ impl<F> Core<'_, F> {
             slot,
             gen: self.flows[slot as usize].gen,
         }
+    }
+}
+
+impl<F> Ctx<'_, '_, F> {
+    /// Read in order from `side`'s buffer (the bytes that side RECEIVES) in place: like
+    /// [`Ctx::peek`] with a buffer of `max` bytes (same cursor, same errors, same jump over a
+    /// hole lost at the tap), but instead of a copy, `f` gets the bytes as slices of the ring,
+    /// in stream order, one per chunk they lie in (at most `max / CHUNK_SIZE + 2` slices).
+    /// Returns the bytes handed over; `Ok(0)`: nothing new.
+    pub fn read_in_place(
+        &mut self,
+        flow: FlowHandle,
+        side: Side,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, PeekError> {
+        self.core.peek_in_place(flow, side, max, |_, b| f(b))
+    }
+}
+
+impl<M: crate::api::Middlebox> super::Monitor<'_, M> {
+    /// See [`Ctx::read_in_place`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn read_in_place(
+        &mut self,
+        flow: FlowHandle,
+        side: Side,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, PeekError> {
+        self.core.peek_in_place(flow, side, max, |_, b| f(b))
     }
 }
