@@ -48,16 +48,17 @@ fn the_island_limit_drops_counts_and_reports() {
 #[test]
 fn pool_and_capacity_losses_are_counted_on_the_flow() {
     let c = Conn::v4(10, 20);
-    // Two chunks in the pool, 4 KiB per side.
-    let mut st: HostStorage<PerFlow> = HostStorage::new(4, 2, 1);
+    // Three chunks in the pool, two chunks per side.
+    let chunk = monitor::CHUNK_SIZE as u64;
+    let mut st: HostStorage<PerFlow> = HostStorage::new(4, 3, 1);
     let cfg = Config {
-        side_capacity: 4096,
+        side_capacity: 2 * chunk as u32,
         ..cfg()
     };
     let mut m = Monitor::new(errors(), cfg, st.storage()).unwrap();
     feed(&mut m, &[c.syn(), c.synack(), c.ack()], 0);
-    // Past a hole, beyond the capacity: 100 of 200 bytes do not fit.
-    feed(&mut m, &[c.cdata(4000, &[7u8; 200])], 1000);
+    // Past a hole, beyond the capacity: 104 of 200 bytes do not fit.
+    feed(&mut m, &[c.cdata(2 * chunk - 96, &[7u8; 200])], 1000);
     let f = m.flows().next().unwrap();
     assert_eq!(
         m.middlebox().errors,
@@ -70,7 +71,7 @@ fn pool_and_capacity_losses_are_counted_on_the_flow() {
         )]
     );
     assert_eq!(m.buf_info(f, Side::Server).unwrap().lost, 104);
-    // That island's list and data took both pool chunks: the other direction has none.
+    // That island's list and data took all pool chunks: the other direction has none.
     feed(&mut m, &[c.sdata(10, b"x"), c.sdata(5000, b"yz")], 2000);
     assert_eq!(
         m.middlebox().errors[1..],

@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// Skip the churn mix.
     #[arg(long)]
     pub skip_churn: bool,
+    /// Only the monitor (in place) on the bench mix: for profiles (`valgrind --tool=callgrind
+    /// --toggle-collect='*host::engine::run*'`) and quick before/after checks.
+    #[arg(long)]
+    pub monitor_only: bool,
 }
 
 /// One engine's best run on one capture.
@@ -259,7 +263,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
     std::fs::create_dir_all(&a.dir).map_err(|e| format!("{}: {e}", a.dir.display()))?;
     let runs = a.runs.max(1);
     println!("machine: {}", machine());
-    let problems = if a.skip_libnids && a.skip_suricata {
+    let problems = if (a.skip_libnids && a.skip_suricata) || a.monitor_only {
         vec![]
     } else {
         peers::ensure_installed(!a.no_install)
@@ -268,12 +272,12 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         println!("{p}");
     }
     let peers_ok = problems.is_empty();
-    let nids = if a.skip_libnids || !peers_ok {
+    let nids = if a.skip_libnids || a.monitor_only || !peers_ok {
         None
     } else {
         Some(peers::build_nidsbench(&a.dir).map_err(|e| e.to_string())?)
     };
-    let suri_startup = if a.skip_suricata || !peers_ok {
+    let suri_startup = if a.skip_suricata || a.monitor_only || !peers_ok {
         None
     } else {
         let tiny = a.dir.join("tiny.pcap");
@@ -293,7 +297,11 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
 
     let mut results = Vec::new();
     let mut extra = Extra::default();
-    for spec in specs(a) {
+    let mut specs = specs(a);
+    if a.monitor_only {
+        specs.truncate(1);
+    }
+    for spec in specs {
         let Spec { label, cfg, .. } = &spec;
         let label = *label;
         let path = a.dir.join(spec.file);
@@ -331,7 +339,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         let concurrent = cfg.concurrent as usize;
         // The monitor with a consumer reading every byte: the main one, then (bench mix only)
         // the others, so that each read API is measured.
-        let modes: &[ReadMode] = if label == "bench" {
+        let modes: &[ReadMode] = if label == "bench" && !a.monitor_only {
             &[MAIN, ReadMode::Peek]
         } else {
             &[MAIN]
@@ -367,6 +375,14 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
             if mode == MAIN {
                 mon = Some(m);
             }
+        }
+        if a.monitor_only {
+            println!(
+                "{}: {:.1} ns/packet (fastest of {runs})",
+                MAIN.engine(),
+                measures[0].secs * 1e9 / stats.packets as f64
+            );
+            return Ok(());
         }
         if label == "bench" {
             let m = engine::memory_run(&frames, concurrent)?;
