@@ -457,6 +457,7 @@ impl SideState {
     /// The furthest offset of this stream the endpoint acknowledged, not counting the FIN's
     /// sequence number (0 before its first ACK; an ACK more than 1 GiB past the in-order end
     /// is taken for garbage). Tap loss is what of `[cont_end, acked_end)` never arrived.
+    #[inline]
     pub fn acked_end(&self) -> u64 {
         if !self.has(SENT_ACK) || !self.has(HAS_ORIGIN) {
             return 0;
