@@ -143,6 +143,9 @@ pub(crate) struct SideState {
     /// Window scale this endpoint announced on its SYN (`0xff`: none).
     pub wscale: u8,
     island_count: u16,
+    /// Bytes at the start of the first chunk that are no stream bytes held: the end of a hole
+    /// lost at the tap that the reader crossed ([`SideState::cross_hole`]); 0 otherwise.
+    skip: u16,
     /// Sequence number just before offset 0 of the stream this side receives (the peer's ISN).
     pub rcv_isn: u32,
     /// Sequence number that acknowledges this endpoint's FIN (valid with `SENT_FIN`).
@@ -201,6 +204,7 @@ impl SideState {
         flags: 0,
         wscale: 0xff,
         island_count: 0,
+        skip: 0,
         rcv_isn: 0,
         fin_ack: 0,
         peer_fin: 0,
@@ -225,6 +229,13 @@ impl SideState {
     #[inline]
     pub fn buffered(&self) -> bool {
         !self.has(BUFFERING_OFF)
+    }
+
+    /// The oldest stream byte held (`base`, or past the part of the first chunk that a
+    /// crossed hole left unused).
+    #[inline]
+    pub fn oldest(&self) -> u64 {
+        self.base + self.skip as u64
     }
 
     /// The sequence number of stream offset `off`.
@@ -498,8 +509,8 @@ impl SideState {
     /// The stored fragments in offset order: the in-order run (from the oldest byte held) and the
     /// islands. Calls `f` for each.
     pub fn fragments(&self, pool: &Pool<'_>, mut f: impl FnMut(u64, u64)) {
-        if self.cont_end > self.base {
-            f(self.base, self.cont_end - self.base);
+        if self.cont_end > self.oldest() {
+            f(self.oldest(), self.cont_end - self.oldest());
         }
         for i in 0..self.island_count as usize {
             let (s, e) = self.island(pool, i);
@@ -554,6 +565,32 @@ impl SideState {
         self.island_count != 0
             && self.cursor >= self.cont_end
             && self.next_read(pool, self.cursor) != NextRead::Nothing
+    }
+
+    /// The reader crossed the hole lost at the tap `[cont_end, to)` (`to`: the start of the
+    /// first island, the cursor now): the in-order run moves on to the island after it, so
+    /// that later bytes are in order again (a ring stuck at a hole would fill up with
+    /// islands). Chunks wholly before `to` return to the pool (their bytes were read); the
+    /// part of `to`'s chunk before it is marked as not held.
+    pub fn cross_hole(&mut self, pool: &mut Pool<'_>, to: u64) {
+        let cs = CHUNK_SIZE as u64;
+        if to <= self.cont_end || self.island_count == 0 || self.island(pool, 0).0 != to {
+            return;
+        }
+        let new_base = to - to % cs;
+        while self.base < new_base && self.head != NONE && self.nchunks > 1 {
+            let h = self.head;
+            self.head = pool.next(h);
+            pool.release(h);
+            self.nchunks -= 1;
+            self.base += cs;
+        }
+        self.finger = (0, NONE);
+        self.skip = (to - self.base) as u16;
+        // The islands' stored bounds decode relative to the in-order end: it moves to `to`,
+        // still at or before every island.
+        self.cont_end = to;
+        self.merge(pool, to, to);
     }
 
     /// Bytes of `[from, to)` not held in an island (holes), for `from >= cont_end`.
@@ -663,6 +700,7 @@ impl SideState {
                 self.tail = NONE;
             }
             self.base += plan.advance;
+            self.skip = 0;
             self.finger = (0, NONE);
         }
         if plan.end <= plan.start {
@@ -917,6 +955,7 @@ impl SideState {
         self.release_islands(pool);
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
+        self.skip = (self.cont_end - self.base) as u16;
     }
 
     /// Stream bytes this side holds (the in-order run from the oldest byte kept, and the
@@ -925,7 +964,7 @@ impl SideState {
         if !self.buffered() || self.nchunks == 0 {
             return 0;
         }
-        let mut n = self.cont_end - self.base;
+        let mut n = self.cont_end - self.oldest();
         for i in 0..self.island_count as usize {
             let (s, e) = self.island(pool, i);
             n += e - s;

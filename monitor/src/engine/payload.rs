@@ -58,13 +58,13 @@ pub(super) fn store_payload<M: Middlebox>(
     if plan.advance > 0 {
         // The oldest in-order bytes are about to be overwritten: ERROR first if unread.
         if r.cursor < r.base + plan.advance {
-            let bytes = r.base + plan.advance - r.cursor.max(r.base);
+            let bytes = r.base + plan.advance - r.cursor.max(r.oldest());
             raise_error(mb, core, slot, fr, ErrorReason::Overwriting { bytes }, snd);
             // What the callback did not read is lost.
             let r = &mut core.flows[slot as usize].sides[ri];
             let limit = r.base + plan.advance;
             if r.buffered() && r.cursor < limit {
-                r.lost += limit - r.cursor.max(r.base);
+                r.lost += limit - r.cursor.max(r.oldest());
             }
         }
         core.counters.bytes_overwritten += plan.advance;

@@ -44,10 +44,10 @@ impl<F> Core<'_, F> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if off < s.base {
+        if off < s.oldest() {
             return Err(PeekError::Overwritten {
-                oldest: s.base,
-                missed: s.base - off,
+                oldest: s.oldest(),
+                missed: s.oldest() - off,
             });
         }
         let end = s.fragment_end(&self.pool, off).ok_or(PeekError::NoData)?;
@@ -79,11 +79,11 @@ impl<F> Core<'_, F> {
     ) -> Result<usize, PeekError> {
         self.readable(h, side)?;
         let s = &mut self.flows[h.slot as usize].sides[side.index()];
-        if s.cursor < s.base {
-            let missed = s.base - s.cursor;
-            s.cursor = s.base;
+        if s.cursor < s.oldest() {
+            let missed = s.oldest() - s.cursor;
+            s.cursor = s.oldest();
             return Err(PeekError::Overwritten {
-                oldest: s.base,
+                oldest: s.oldest(),
                 missed,
             });
         }
@@ -95,6 +95,7 @@ impl<F> Core<'_, F> {
             NextRead::Skip(to) => {
                 let missed = to - s.cursor;
                 s.cursor = to;
+                s.cross_hole(&mut self.pool, to);
                 return Err(PeekError::Overwritten { oldest: to, missed });
             }
         };
@@ -136,7 +137,7 @@ impl<F> Core<'_, F> {
         }
         Ok(BufInfo {
             init_seq: s.rcv_isn.wrapping_add(1),
-            oldest: if s.buffered() { s.base } else { s.cont_end },
+            oldest: if s.buffered() { s.oldest() } else { s.cont_end },
             read: s.cursor,
             in_order_end: s.cont_end,
             last_end: s.last_end(&self.pool),
