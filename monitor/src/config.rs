@@ -12,10 +12,10 @@ use crate::reasm::Chunk;
 
 /// Bytes per pool chunk. A side's ring is a chain of chunks drawn on demand, so a side wastes
 /// less than one chunk on average. Chosen at build time: the `FERRULE_CHUNK_SIZE` environment
-/// variable of the build (a power of two in 512..=16384), else [`DEFAULT_CHUNK_SIZE`].
+/// variable of the build (a power of two in 512..=16384), else 2048.
 pub const CHUNK_SIZE: usize = chunk_size(option_env!("FERRULE_CHUNK_SIZE"));
 /// The chunk size when `FERRULE_CHUNK_SIZE` is not set.
-pub const DEFAULT_CHUNK_SIZE: usize = 2048;
+pub(crate) const DEFAULT_CHUNK_SIZE: usize = 2048;
 
 const fn chunk_size(env: Option<&str>) -> usize {
     let Some(s) = env else {
