@@ -76,7 +76,7 @@ mod tests {
         let s = Settings::DEFAULT;
         let base = storage_bytes::<()>(&s);
         assert_eq!(base % PAGE, 0);
-        // The chunk pool dominates: 4096 chunks of 4 KiB.
+        // The chunk pool dominates: 16 MiB of chunks.
         assert!(base >= 16 << 20, "{base}");
         for more in [
             Settings {

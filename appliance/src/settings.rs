@@ -54,12 +54,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Tap mode, 4096 flows and 4096 chunks (16 MiB) per core, 64 fragment slots, 1024-entry
+    /// Tap mode, 4096 flows and 16 MiB of stream chunks per core, 64 fragment slots, 1024-entry
     /// rings, batches of 32, stats every 10 s, runs forever, mid-stream pickup on.
     pub const DEFAULT: Settings = Settings {
         mode: Mode::Tap,
         flows: 4096,
-        chunks: 4096,
+        chunks: (16 << 20) / monitor::CHUNK_SIZE,
         frag_slots: 64,
         ring: 1024,
         batch: 32,

@@ -314,6 +314,8 @@ pub enum PeekError {
     NoData,
     /// The offset is older than the oldest byte still held (`ENODATA`). `oldest` is that byte,
     /// `missed` the number of bytes between the requested offset (or the `peek` cursor) and it.
+    /// `peek` also returns it, once, for a hole the receiver acknowledged (lost at the tap):
+    /// `oldest` is then the first byte after the hole, where the cursor moved.
     Overwritten {
         /// The oldest byte still held.
         oldest: u64,

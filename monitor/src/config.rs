@@ -11,8 +11,34 @@ use crate::flow::{Bucket, FlowSlot};
 use crate::intake::{ChecksumStats, Checksums, FragSlot};
 use crate::reasm::Chunk;
 
-/// Bytes per pool chunk. A side's ring is a chain of chunks drawn on demand.
-pub const CHUNK_SIZE: usize = 4096;
+/// Bytes per pool chunk. A side's ring is a chain of chunks drawn on demand, so a side wastes
+/// less than one chunk on average. Chosen at build time: the `FERRULE_CHUNK_SIZE` environment
+/// variable of the build (a power of two in 512..=16384), else 2048.
+pub const CHUNK_SIZE: usize = chunk_size(option_env!("FERRULE_CHUNK_SIZE"));
+/// The chunk size when `FERRULE_CHUNK_SIZE` is not set.
+pub(crate) const DEFAULT_CHUNK_SIZE: usize = 2048;
+
+const fn chunk_size(env: Option<&str>) -> usize {
+    let Some(s) = env else {
+        return DEFAULT_CHUNK_SIZE;
+    };
+    let b = s.as_bytes();
+    let mut v = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(
+            b[i].is_ascii_digit(),
+            "FERRULE_CHUNK_SIZE must be a decimal number"
+        );
+        v = v * 10 + (b[i] - b'0') as usize;
+        i += 1;
+    }
+    assert!(
+        v.is_power_of_two() && v >= 512 && v <= 16384,
+        "FERRULE_CHUNK_SIZE must be a power of two in 512..=16384"
+    );
+    v
+}
 /// Largest IP datagram (after the IP header) the fragment table reassembles (what IPv4's and
 /// IPv6's 16-bit lengths allow); bigger ones are dropped and counted as
 /// [`DropReason::FragTooBig`]. `Storage::frag_buf` should be this long.

@@ -13,7 +13,8 @@
 //! * A [`Middlebox`] is the user logic: one instance per core, statically dispatched by
 //!   [`Monitor<M>`]. It subscribes to [`Event`]s at a [`Hook`] in [`Middlebox::init`] and gets
 //!   callbacks with a [`Ctx`] (current flow, per-flow user state `M::Flow`, `ppeek`/`peek`,
-//!   packet actions, timers).
+//!   `read_in_place` (the in-order bytes as slices of the ring, no copy), packet actions,
+//!   timers).
 //! * **A side's buffer holds the bytes that side RECEIVES**: `Side::Server`'s buffer is the
 //!   client→server stream. Offsets are `u64` stream offsets from the first payload byte; they
 //!   never wrap.
@@ -42,6 +43,11 @@
 //!   has islands, and each segment costs a binary search plus a bounded move in it), are
 //!   dropped, counted on the flow (`BufInfo::lost`) and in `Counters::bytes_dropped`, and
 //!   reported with `ERROR` (`Ctx::error_reason`: `ErrorReason::Lost` with its `LossCause`).
+//! * **Tap loss** (a hole the receiver acknowledged): counted in `BufInfo::lost` with `ERROR`
+//!   (`LossCause::Tap`); `peek`/`read_in_place` report it once as `Overwritten` (`oldest`: the
+//!   first byte after it) and continue past it, and the in-order run moves on with the
+//!   reader. **Eviction** counts, on the evicted flow, the holes below its furthest byte that
+//!   no retransmission can fill any more (before `CONN_END`, where they show in `buf_info`).
 //! * **TCP as the endpoints see it**: a RST closes the flow only at the receiver's next
 //!   expected sequence number (RFC 5961 §3; `Config::rst_in_window` accepts any in-window RST);
 //!   in SYN_SENT only a RST acknowledging the SYN. A SYN or SYN-ACK with a new ISN on a

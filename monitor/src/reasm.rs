@@ -82,6 +82,17 @@ impl<'a> Pool<'a> {
         }
     }
 
+    /// Chunks ever handed out (the pool's memory touched so far: a chunk is written only
+    /// once it is taken, so this is its resident part).
+    pub(crate) fn touched(&self) -> u32 {
+        self.fresh
+    }
+
+    /// Chunks in the pool.
+    pub(crate) fn len(&self) -> u32 {
+        self.chunks.len().min(self.links.len()) as u32
+    }
+
     /// Chunk `i`'s bytes.
     pub(crate) fn chunk(&self, i: u32) -> Option<&Chunk> {
         self.chunks.get(i as usize)
@@ -132,6 +143,9 @@ pub(crate) struct SideState {
     /// Window scale this endpoint announced on its SYN (`0xff`: none).
     pub wscale: u8,
     island_count: u16,
+    /// Bytes at the start of the first chunk that are no stream bytes held: the end of a hole
+    /// lost at the tap that the reader crossed ([`SideState::cross_hole`]); 0 otherwise.
+    skip: u16,
     /// Sequence number just before offset 0 of the stream this side receives (the peer's ISN).
     pub rcv_isn: u32,
     /// Sequence number that acknowledges this endpoint's FIN (valid with `SENT_FIN`).
@@ -158,6 +172,17 @@ pub(crate) struct SideState {
     finger: (u32, u32),
 }
 
+/// What `peek` finds under its cursor ([`SideState::next_read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NextRead {
+    /// Bytes from the cursor up to this offset.
+    Bytes(u64),
+    /// A hole lost at the tap: the next byte held is at this offset.
+    Skip(u64),
+    /// Nothing new.
+    Nothing,
+}
+
 /// Where an incoming segment lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
@@ -179,6 +204,7 @@ impl SideState {
         flags: 0,
         wscale: 0xff,
         island_count: 0,
+        skip: 0,
         rcv_isn: 0,
         fin_ack: 0,
         peer_fin: 0,
@@ -203,6 +229,13 @@ impl SideState {
     #[inline]
     pub fn buffered(&self) -> bool {
         !self.has(BUFFERING_OFF)
+    }
+
+    /// The oldest stream byte held (`base`, or past the part of the first chunk that a
+    /// crossed hole left unused).
+    #[inline]
+    pub fn oldest(&self) -> u64 {
+        self.base + self.skip as u64
     }
 
     /// The sequence number of stream offset `off`.
@@ -435,6 +468,7 @@ impl SideState {
     /// The furthest offset of this stream the endpoint acknowledged, not counting the FIN's
     /// sequence number (0 before its first ACK; an ACK more than 1 GiB past the in-order end
     /// is taken for garbage). Tap loss is what of `[cont_end, acked_end)` never arrived.
+    #[inline]
     pub fn acked_end(&self) -> u64 {
         if !self.has(SENT_ACK) || !self.has(HAS_ORIGIN) {
             return 0;
@@ -475,8 +509,8 @@ impl SideState {
     /// The stored fragments in offset order: the in-order run (from the oldest byte held) and the
     /// islands. Calls `f` for each.
     pub fn fragments(&self, pool: &Pool<'_>, mut f: impl FnMut(u64, u64)) {
-        if self.cont_end > self.base {
-            f(self.base, self.cont_end - self.base);
+        if self.cont_end > self.oldest() {
+            f(self.oldest(), self.cont_end - self.oldest());
         }
         for i in 0..self.island_count as usize {
             let (s, e) = self.island(pool, i);
@@ -492,6 +526,86 @@ impl SideState {
         let i = self.first_ending_at_or_after(pool, off + 1);
         let (s, e) = (i < self.island_count as usize).then(|| self.island(pool, i))?;
         (s <= off).then_some(e)
+    }
+
+    /// What a reader whose cursor is at `cur` (`cur >= base`) can take next: bytes up to the
+    /// end of the fragment under the cursor (the in-order run, or an island the cursor reached
+    /// by crossing a lost hole), a jump over a hole the receiver acknowledged (tap loss: its
+    /// bytes will never arrive and are already counted in `lost`) to the island after it, or
+    /// nothing yet.
+    pub fn next_read(&self, pool: &Pool<'_>, cur: u64) -> NextRead {
+        if cur < self.cont_end {
+            return NextRead::Bytes(self.cont_end);
+        }
+        if self.island_count == 0 {
+            return NextRead::Nothing;
+        }
+        let i = self.first_ending_at_or_after(pool, cur + 1);
+        if i >= self.island_count as usize {
+            return NextRead::Nothing;
+        }
+        let (s, e) = self.island(pool, i);
+        if s <= cur {
+            // Only reachable after a jump: the cursor is inside an island.
+            return NextRead::Bytes(e);
+        }
+        // A hole `[cur, s)`: permanent once the receiver acknowledged all of it.
+        if s <= self.acked_end() {
+            NextRead::Skip(s)
+        } else {
+            NextRead::Nothing
+        }
+    }
+
+    /// Whether bytes past the in-order end are readable by `peek` (an island lies behind a
+    /// hole the receiver acknowledged): `CONN_NEW_DATA` is due although the run did not grow.
+    /// Only for a reader that has read all the in-order bytes (one that has not will reach
+    /// the hole on its own).
+    pub fn readable_past_hole(&self, pool: &Pool<'_>) -> bool {
+        self.island_count != 0
+            && self.cursor >= self.cont_end
+            && self.next_read(pool, self.cursor) != NextRead::Nothing
+    }
+
+    /// The reader crossed the hole lost at the tap `[cont_end, to)` (`to`: the start of the
+    /// first island, the cursor now): the in-order run moves on to the island after it, so
+    /// that later bytes are in order again (a ring stuck at a hole would fill up with
+    /// islands). Chunks wholly before `to` return to the pool (their bytes were read); the
+    /// part of `to`'s chunk before it is marked as not held.
+    pub fn cross_hole(&mut self, pool: &mut Pool<'_>, to: u64) {
+        let cs = CHUNK_SIZE as u64;
+        if to <= self.cont_end || self.island_count == 0 || self.island(pool, 0).0 != to {
+            return;
+        }
+        let new_base = to - to % cs;
+        while self.base < new_base && self.head != NONE && self.nchunks > 1 {
+            let h = self.head;
+            self.head = pool.next(h);
+            pool.release(h);
+            self.nchunks -= 1;
+            self.base += cs;
+        }
+        self.finger = (0, NONE);
+        self.skip = (to - self.base) as u16;
+        // The islands' stored bounds decode relative to the in-order end: it moves to `to`,
+        // still at or before every island.
+        self.cont_end = to;
+        self.merge(pool, to, to);
+    }
+
+    /// Bytes of `[from, to)` not held in an island (holes), for `from >= cont_end`.
+    pub fn hole_bytes(&self, pool: &Pool<'_>, from: u64, to: u64) -> u64 {
+        if to <= from {
+            return 0;
+        }
+        let mut missing = to - from;
+        self.fragments(pool, |off, len| {
+            let (a, b) = (off.max(from), (off + len).min(to));
+            if a < b {
+                missing -= b - a;
+            }
+        });
+        missing
     }
 
     /// Decide where `[s, e)` (stream offsets, `s >= 0`) lands, honouring capacity (`cap_chunks`
@@ -586,6 +700,7 @@ impl SideState {
                 self.tail = NONE;
             }
             self.base += plan.advance;
+            self.skip = 0;
             self.finger = (0, NONE);
         }
         if plan.end <= plan.start {
@@ -773,6 +888,50 @@ impl SideState {
         reached
     }
 
+    /// Hand `len` bytes from `off` (`base <= off`, `off + len <=` end of its fragment) to `f`
+    /// in place, one slice per chunk they lie in. Returns the position reached, for
+    /// [`SideState::set_finger`].
+    pub fn visit(
+        &self,
+        pool: &Pool<'_>,
+        off: u64,
+        len: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> (u32, u32) {
+        let cs = CHUNK_SIZE as u64;
+        let rel = off - self.base;
+        let mut k = (rel / cs) as u32;
+        let mut at = (rel % cs) as usize;
+        if k >= self.nchunks {
+            return (k, NONE);
+        }
+        // The tail, or the chunk under the finger, saves the walk from the head.
+        let mut idx = if k + 1 == self.nchunks {
+            self.tail
+        } else if self.finger.1 != NONE && self.finger.0 == k {
+            self.finger.1
+        } else {
+            self.chunk_at(pool, k)
+        };
+        let mut left = len;
+        let mut reached = (k, idx);
+        while left > 0 && idx != NONE {
+            let n = left.min(CHUNK_SIZE - at);
+            let Some(c) = pool.chunks.get(idx as usize) else {
+                break;
+            };
+            f(&c[at..at + n]);
+            reached = (k, idx);
+            left -= n;
+            at = 0;
+            if left > 0 {
+                idx = pool.next(idx);
+                k += 1;
+            }
+        }
+        reached
+    }
+
     /// Remember a chain position to avoid re-walking the chain from its head.
     pub fn set_finger(&mut self, f: (u32, u32)) {
         if f.1 != NONE && f.0 < self.nchunks {
@@ -796,6 +955,21 @@ impl SideState {
         self.release_islands(pool);
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
+        self.skip = (self.cont_end - self.base) as u16;
+    }
+
+    /// Stream bytes this side holds (the in-order run from the oldest byte kept, and the
+    /// islands), not counting the chunk space they leave unused.
+    pub fn held_bytes(&self, pool: &Pool<'_>) -> u64 {
+        if !self.buffered() || self.nchunks == 0 {
+            return 0;
+        }
+        let mut n = self.cont_end - self.oldest();
+        for i in 0..self.island_count as usize {
+            let (s, e) = self.island(pool, i);
+            n += e - s;
+        }
+        n
     }
 
     /// Chunks this side holds.

@@ -40,16 +40,21 @@ fn libnids_counts_every_generated_byte() {
     };
     let st = gen::generate_files(&cfg, &p).unwrap();
     let bin = peers::build_nidsbench(&d).unwrap();
-    let r = peers::run_nids(&bin, &p, &d, Some((st.flows, st.c2s_bytes, st.s2c_bytes))).unwrap();
+    let want = peers::NidsWant {
+        flows: st.flows,
+        c2s: st.c2s_bytes,
+        s2c: st.s2c_bytes,
+        lossy: false,
+    };
+    let r = peers::run_nids(&bin, &p, &d, want, 1 << 17).unwrap();
     assert!(r.secs > 0.0 && r.peak_kb.unwrap() > 0, "{r:?}");
+    assert_eq!(r.delivered, st.c2s_bytes + st.s2c_bytes);
     // A wrong expectation must be refused.
-    assert!(peers::run_nids(
-        &bin,
-        &p,
-        &d,
-        Some((st.flows, st.c2s_bytes + 1, st.s2c_bytes))
-    )
-    .is_err());
+    let wrong = peers::NidsWant {
+        c2s: st.c2s_bytes + 1,
+        ..want
+    };
+    assert!(peers::run_nids(&bin, &p, &d, wrong, 1 << 17).is_err());
 }
 
 #[test]

@@ -51,7 +51,9 @@ impl<'c, 'a, F> Ctx<'c, 'a, F> {
     }
     /// Read in order from `side`'s buffer (the bytes that side RECEIVES) at its cursor and advance
     /// it. `Ok(0)`: nothing new. `Err(Overwritten)` once if bytes under the cursor were
-    /// overwritten; the cursor then moves to the oldest byte held.
+    /// overwritten; the cursor then moves to the oldest byte held. A hole the receiver
+    /// acknowledged (tap loss, counted in `BufInfo::lost`) is reported the same way, once, and
+    /// the cursor jumps to the first byte after it: `peek` continues past it.
     pub fn peek(
         &mut self,
         flow: FlowHandle,

@@ -201,6 +201,31 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             + core::mem::size_of_val::<[Bucket]>(self.core.index) / self.core.flows.len()
     }
 
+    /// Stream bytes held by all live flows (in-order runs from their oldest byte kept, and
+    /// out-of-order islands). Walks the whole table: for measurements, not the packet path.
+    pub fn stream_bytes_held(&self) -> u64 {
+        let pool = &self.core.pool;
+        self.core
+            .flows
+            .iter()
+            .filter(|f| f.live())
+            .map(|f| f.sides[0].held_bytes(pool) + f.sides[1].held_bytes(pool))
+            .sum()
+    }
+
+    /// Bytes of chunk pool in use now (stream bytes, the space they leave unused in their
+    /// chunks, island lists and datagrams being reassembled).
+    pub fn pool_bytes_in_use(&self) -> u64 {
+        let p = &self.core.pool;
+        (p.len() - p.nfree) as u64 * crate::config::CHUNK_SIZE as u64
+    }
+
+    /// Bytes of chunk pool touched since the monitor was built (the high-water mark of
+    /// [`Monitor::pool_bytes_in_use`]: freed chunks are reused before fresh ones).
+    pub fn pool_bytes_touched(&self) -> u64 {
+        self.core.pool.touched() as u64 * crate::config::CHUNK_SIZE as u64
+    }
+
     /// Bytes of the user's per-flow state as stored in a slot (`Option<M::Flow>`).
     pub fn user_state_bytes(&self) -> usize {
         core::mem::size_of::<FlowSlot<M::Flow>>() - core::mem::size_of::<FlowSlot<()>>()

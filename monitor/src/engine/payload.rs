@@ -58,13 +58,13 @@ pub(super) fn store_payload<M: Middlebox>(
     if plan.advance > 0 {
         // The oldest in-order bytes are about to be overwritten: ERROR first if unread.
         if r.cursor < r.base + plan.advance {
-            let bytes = r.base + plan.advance - r.cursor.max(r.base);
+            let bytes = r.base + plan.advance - r.cursor.max(r.oldest());
             raise_error(mb, core, slot, fr, ErrorReason::Overwriting { bytes }, snd);
             // What the callback did not read is lost.
             let r = &mut core.flows[slot as usize].sides[ri];
             let limit = r.base + plan.advance;
             if r.buffered() && r.cursor < limit {
-                r.lost += limit - r.cursor.max(r.base);
+                r.lost += limit - r.cursor.max(r.oldest());
             }
         }
         core.counters.bytes_overwritten += plan.advance;
@@ -105,6 +105,19 @@ pub(super) fn store_payload<M: Middlebox>(
     }
     if grew > 0 {
         debug_assert!(core.flows[slot as usize].sides[ri].cont_end > before);
+        mark_new_data(core, slot, ri);
+    } else {
+        // Bytes behind a hole the receiver acknowledged are readable by `peek`.
+        tap_hole_readable(core, slot, ri);
+    }
+}
+
+/// Raise `CONN_NEW_DATA` for side `ri` if bytes past a hole lost at the tap became readable
+/// (`peek` jumps the hole); called when an ACK makes a hole permanent and when bytes land
+/// behind one.
+#[inline]
+pub(super) fn tap_hole_readable<F>(core: &mut Core<'_, F>, slot: u32, ri: usize) {
+    if core.flows[slot as usize].sides[ri].readable_past_hole(&core.pool) {
         mark_new_data(core, slot, ri);
     }
 }

@@ -2,10 +2,10 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Core, Endpoints};
+use super::{Core, Ctx, Endpoints};
 use crate::api::{BufInfo, FlowHandle, Frag, Overlap, PeekError, Side, TcpState};
 use crate::flow::{FlowSlot, CLIENT_IS_ENDPOINT_A};
-use crate::reasm::{SideState, BUFFERING_OFF, HAS_ORIGIN, LAST_COPY_WINS};
+use crate::reasm::{NextRead, SideState, BUFFERING_OFF, HAS_ORIGIN, LAST_COPY_WINS};
 
 impl<F> Core<'_, F> {
     pub(super) fn slot_of(&self, h: FlowHandle) -> Result<&FlowSlot<F>, PeekError> {
@@ -44,10 +44,10 @@ impl<F> Core<'_, F> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if off < s.base {
+        if off < s.oldest() {
             return Err(PeekError::Overwritten {
-                oldest: s.base,
-                missed: s.base - off,
+                oldest: s.oldest(),
+                missed: s.oldest() - off,
             });
         }
         let end = s.fragment_end(&self.pool, off).ok_or(PeekError::NoData)?;
@@ -62,21 +62,52 @@ impl<F> Core<'_, F> {
         side: Side,
         buf: &mut [u8],
     ) -> Result<usize, PeekError> {
+        let n = buf.len();
+        self.peek_in_place(h, side, n, |pos, bytes| {
+            buf[pos..pos + bytes.len()].copy_from_slice(bytes)
+        })
+    }
+
+    /// `peek` without the copy: the bytes go to `f` (their position in the read, then the
+    /// slice), in place in the chunks that hold them.
+    pub(super) fn peek_in_place(
+        &mut self,
+        h: FlowHandle,
+        side: Side,
+        max: usize,
+        mut f: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, PeekError> {
         self.readable(h, side)?;
         let s = &mut self.flows[h.slot as usize].sides[side.index()];
-        if s.cursor < s.base {
-            let missed = s.base - s.cursor;
-            s.cursor = s.base;
+        if s.cursor < s.oldest() {
+            let missed = s.oldest() - s.cursor;
+            s.cursor = s.oldest();
             return Err(PeekError::Overwritten {
-                oldest: s.base,
+                oldest: s.oldest(),
                 missed,
             });
         }
-        let n = ((s.cont_end - s.cursor) as usize).min(buf.len());
+        let end = match s.next_read(&self.pool, s.cursor) {
+            NextRead::Bytes(end) => end,
+            NextRead::Nothing => return Ok(0),
+            // A hole the receiver acknowledged (tap loss, already in `BufInfo::lost`): the
+            // reader hears of it once, as of overwritten bytes, and the cursor jumps past it.
+            NextRead::Skip(to) => {
+                let missed = to - s.cursor;
+                s.cursor = to;
+                s.cross_hole(&mut self.pool, to);
+                return Err(PeekError::Overwritten { oldest: to, missed });
+            }
+        };
+        let n = ((end - s.cursor) as usize).min(max);
         if n == 0 {
             return Ok(0);
         }
-        let reached = s.read_at(&self.pool, s.cursor, &mut buf[..n]);
+        let mut pos = 0;
+        let reached = s.visit(&self.pool, s.cursor, n, |bytes| {
+            f(pos, bytes);
+            pos += bytes.len();
+        });
         s.set_finger(reached);
         s.cursor += n as u64;
         Ok(n)
@@ -106,7 +137,7 @@ impl<F> Core<'_, F> {
         }
         Ok(BufInfo {
             init_seq: s.rcv_isn.wrapping_add(1),
-            oldest: if s.buffered() { s.base } else { s.cont_end },
+            oldest: if s.buffered() { s.oldest() } else { s.cont_end },
             read: s.cursor,
             in_order_end: s.cont_end,
             last_end: s.last_end(&self.pool),
@@ -180,5 +211,35 @@ impl<F> Core<'_, F> {
             slot,
             gen: self.flows[slot as usize].gen,
         }
+    }
+}
+
+impl<F> Ctx<'_, '_, F> {
+    /// Read in order from `side`'s buffer (the bytes that side RECEIVES) in place: like
+    /// [`Ctx::peek`] with a buffer of `max` bytes (same cursor, same errors, same jump over a
+    /// hole lost at the tap), but instead of a copy, `f` gets the bytes as slices of the ring,
+    /// in stream order, one per chunk they lie in (at most `max / CHUNK_SIZE + 2` slices).
+    /// Returns the bytes handed over; `Ok(0)`: nothing new.
+    pub fn read_in_place(
+        &mut self,
+        flow: FlowHandle,
+        side: Side,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, PeekError> {
+        self.core.peek_in_place(flow, side, max, |_, b| f(b))
+    }
+}
+
+impl<M: crate::api::Middlebox> super::Monitor<'_, M> {
+    /// See [`Ctx::read_in_place`] (a side's buffer holds the bytes that side RECEIVES).
+    pub fn read_in_place(
+        &mut self,
+        flow: FlowHandle,
+        side: Side,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, PeekError> {
+        self.core.peek_in_place(flow, side, max, |_, b| f(b))
     }
 }

@@ -59,6 +59,7 @@ pub(super) fn alloc_slot<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>)
         core.evict_cursor = (core.evict_cursor + 1) % len;
         let (_, victim) = best?;
         core.counters.flows_evicted += 1;
+        count_eviction_loss(core, victim);
         raise_error(
             mb,
             core,
@@ -75,6 +76,19 @@ pub(super) fn alloc_slot<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>)
     f.next_free = NONE;
     core.live += 1;
     Some(i)
+}
+
+/// Bytes each side of an evicted flow loses for good: the holes below its furthest byte
+/// received (the sender sent them, the flow will not be there when they are retransmitted),
+/// except those the receiver acknowledged, which are counted already (tap loss). Held bytes,
+/// in order or in islands, are not lost: `CONN_END` can still read them.
+fn count_eviction_loss<F>(core: &mut Core<'_, F>, victim: usize) {
+    for s in core.flows[victim].sides.iter_mut() {
+        let from = s.cont_end.max(s.acked_end());
+        let lost = s.hole_bytes(&core.pool, from, s.last_end(&core.pool));
+        s.lost += lost;
+        core.counters.bytes_dropped += lost;
+    }
 }
 
 pub(super) fn create_flow<M: Middlebox>(

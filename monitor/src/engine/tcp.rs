@@ -346,10 +346,14 @@ pub(super) fn peer_fin_in_order<M: Middlebox>(
 ) {
     let rcv = snd.peer();
     let r = &core.flows[slot as usize].sides[rcv.index()];
+    // (Most segments: no FIN yet, and nothing more to compute.)
+    if !r.has(PEER_FIN_SEEN) {
+        return;
+    }
     // In order once every byte before the FIN arrived (always, without a stream origin).
     // (Bytes the endpoint acknowledged count as arrived: a hole it acknowledged is tap loss.)
     let arrived = r.cont_end.max(r.acked_end()) as i64;
-    if !r.has(PEER_FIN_SEEN) || (r.has(HAS_ORIGIN) && r.off_of(r.peer_fin) > arrived) {
+    if r.has(HAS_ORIGIN) && r.off_of(r.peer_fin) > arrived {
         return;
     }
     match TcpState::from_u8(r.state) {
@@ -456,5 +460,6 @@ fn note_ack<M: Middlebox>(
         };
         // The stream's sender is the peer: the `Rcv` view is the side that lost the bytes.
         raise_error(mb, core, slot, fr, reason, snd.peer());
+        super::payload::tap_hole_readable(core, slot, snd.index());
     }
 }
