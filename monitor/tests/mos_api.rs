@@ -557,3 +557,52 @@ fn stopping_one_side_mutes_its_callbacks_and_buffer_then_both_stop_the_flow() {
     m.close_all();
     assert_eq!(got(&m).len(), 4, "a stopped flow ends silently");
 }
+
+/// Raises its own event from `CONN_END` and records every delivery of it.
+#[derive(Default)]
+struct EndRaiser {
+    bye: Option<Event>,
+    got: Vec<(Event, Option<FlowHandle>, Side)>,
+    raised: Vec<Result<(), ActionError>>,
+}
+
+impl Middlebox for EndRaiser {
+    type Flow = ();
+    fn init(&mut self, reg: &mut Registry) {
+        let bye = reg.alloc_event(Event::PKT_IN).unwrap();
+        reg.subscribe(bye, Hook::Any);
+        reg.subscribe(Event::CONN_END, Hook::Any);
+        self.bye = Some(bye);
+    }
+    fn on_event(&mut self, cx: &mut Ctx<'_, '_, ()>, ev: Event, _: Hook, side: Side) {
+        self.got.push((ev, cx.flow(), side));
+        if ev == Event::CONN_END {
+            let bye = self.bye.unwrap();
+            self.raised.push(cx.raise_event(None, bye, Side::Client));
+        }
+    }
+}
+
+#[test]
+fn events_raised_in_conn_end_during_close_all_are_delivered() {
+    let mut st: HostStorage<()> = HostStorage::new(4, 16, 0);
+    let mut m = Monitor::new(EndRaiser::default(), cfg(), st.storage()).unwrap();
+    let bye = m.middlebox().bye.unwrap();
+    let c = Conn::v4(1, 2);
+    m.begin_batch(10_000);
+    for f in [c.syn(), c.synack(), c.ack()] {
+        m.frame(&f, 10_000);
+    }
+    m.end_batch();
+    let h = m.flows().next().unwrap();
+    m.close_all();
+    assert_eq!(m.middlebox().raised, vec![Ok(())]);
+    assert_eq!(
+        m.middlebox().got,
+        vec![
+            // `Any` gets the receiving side's view of the end (the close is the client's).
+            (Event::CONN_END, Some(h), Side::Server),
+            (bye, None, Side::Client),
+        ]
+    );
+}

@@ -385,6 +385,8 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             if self.core.flows[i].live() {
                 self.core.counters.flows_flushed += 1;
                 end_flow(&mut self.mb, &mut self.core, i as u32, None, Side::Client);
+                // Events raised (or resets asked) in its CONN_END callbacks.
+                rewrite::settle(&mut self.mb, &mut self.core);
             }
         }
     }
