@@ -470,10 +470,17 @@ impl SideState {
     /// is taken for garbage). Tap loss is what of `[cont_end, acked_end)` never arrived.
     #[inline]
     pub fn acked_end(&self) -> u64 {
-        if !self.has(SENT_ACK) || !self.has(HAS_ORIGIN) {
+        self.acked_end_if(self.has(SENT_ACK), self.ack_sent)
+    }
+
+    /// [`SideState::acked_end`] had the endpoint sent `ack_sent` (if `sent_ack`) as its
+    /// furthest acknowledgment.
+    #[inline]
+    pub fn acked_end_if(&self, sent_ack: bool, ack_sent: u32) -> u64 {
+        if !sent_ack || !self.has(HAS_ORIGIN) {
             return 0;
         }
-        let mut a = self.off_of(self.ack_sent);
+        let mut a = self.off_of(ack_sent);
         if self.has(PEER_FIN_SEEN) {
             a = a.min(self.off_of(self.peer_fin));
         }

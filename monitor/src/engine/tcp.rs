@@ -449,13 +449,19 @@ fn note_ack<M: Middlebox>(
     } else {
         0
     };
-    let from = s.cont_end.max(s.acked_end());
+    let (had_ack, old_ack) = (s.has(SENT_ACK), s.ack_sent);
     // The furthest ACK counts (an older one arriving late changes nothing).
-    if !s.has(SENT_ACK) || seq_ge(t.ack, s.ack_sent) {
+    if !had_ack || seq_ge(t.ack, old_ack) {
         s.ack_sent = t.ack;
     }
     s.window_sent = (t.window as u32) << scale;
     s.flags |= SENT_ACK;
+    // Most ACKs: nothing past the in-order end, so nothing it did not see (the acknowledged
+    // end is at most the in-order end, which is at most `from` below).
+    if !s.has(HAS_ORIGIN) || s.off_of(s.ack_sent) <= s.cont_end as i64 {
+        return;
+    }
+    let from = s.cont_end.max(s.acked_end_if(had_ack, old_ack));
     let acked = s.acked_end();
     if acked <= from {
         return;
