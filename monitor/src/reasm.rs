@@ -540,6 +540,7 @@ impl SideState {
     /// by crossing a lost hole), a jump over a hole the receiver acknowledged (tap loss: its
     /// bytes will never arrive and are already counted in `lost`) to the island after it, or
     /// nothing yet.
+    #[inline]
     pub fn next_read(&self, pool: &Pool<'_>, cur: u64) -> NextRead {
         if cur < self.cont_end {
             return NextRead::Bytes(self.cont_end);
@@ -547,6 +548,12 @@ impl SideState {
         if self.island_count == 0 {
             return NextRead::Nothing;
         }
+        self.next_read_islands(pool, cur)
+    }
+
+    /// [`SideState::next_read`] at or past the in-order end, with islands held.
+    #[inline(never)]
+    fn next_read_islands(&self, pool: &Pool<'_>, cur: u64) -> NextRead {
         let i = self.first_ending_at_or_after(pool, cur + 1);
         if i >= self.island_count as usize {
             return NextRead::Nothing;
