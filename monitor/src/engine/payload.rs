@@ -35,7 +35,7 @@ pub(super) fn store_payload<M: Middlebox>(
         (off as u64, payload)
     };
     let e = end as u64;
-    let cap = core.cfg.side_chunks();
+    let cap = core.side_chunks;
     if s == r.cont_end {
         let core_ref = &mut *core;
         let r = &mut core_ref.flows[slot as usize].sides[ri];
