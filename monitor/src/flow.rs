@@ -94,7 +94,7 @@ impl FlowKey {
 }
 
 /// SipHash-1-3 of whole 64-bit words (the message is `words` as little-endian bytes).
-#[inline]
+#[inline(always)]
 pub(crate) fn siphash13(key: &[u64; 2], words: &[u64]) -> u64 {
     let mut v = [
         key[0] ^ 0x736f_6d65_7073_6575,

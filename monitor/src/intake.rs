@@ -533,17 +533,29 @@ fn one_check(
 /// checksum of an unfragmented segment, verified as `mode` says with what the NIC already
 /// checked (`rx`). A bad frame is `Err(BadIpv4Checksum | BadTcpChecksum)` (never parsed
 /// further, so never reassembled), or kept by `Auto` as offloaded.
-#[inline]
+/// (Inlined, so that without checking the parsed headers go straight to the caller.)
+#[inline(always)]
 pub(crate) fn parse_l3_checked<'f>(
     frame: &'f [u8],
     rx: RxMeta,
     mode: Checksums,
     st: &mut ChecksumStats,
 ) -> Result<L3<'f>, DropReason> {
-    let l3 = parse_l3(frame)?;
     if !st.checking(mode) {
-        return Ok(l3);
+        return parse_l3(frame);
     }
+    parse_l3_verified(frame, rx, mode, st)
+}
+
+/// [`parse_l3_checked`] while checking.
+#[inline(never)]
+fn parse_l3_verified<'f>(
+    frame: &'f [u8],
+    rx: RxMeta,
+    mode: Checksums,
+    st: &mut ChecksumStats,
+) -> Result<L3<'f>, DropReason> {
+    let l3 = parse_l3(frame)?;
     let r = match &l3 {
         L3::Tcp {
             addrs,

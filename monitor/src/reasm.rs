@@ -470,10 +470,17 @@ impl SideState {
     /// is taken for garbage). Tap loss is what of `[cont_end, acked_end)` never arrived.
     #[inline]
     pub fn acked_end(&self) -> u64 {
-        if !self.has(SENT_ACK) || !self.has(HAS_ORIGIN) {
+        self.acked_end_if(self.has(SENT_ACK), self.ack_sent)
+    }
+
+    /// [`SideState::acked_end`] had the endpoint sent `ack_sent` (if `sent_ack`) as its
+    /// furthest acknowledgment.
+    #[inline]
+    pub fn acked_end_if(&self, sent_ack: bool, ack_sent: u32) -> u64 {
+        if !sent_ack || !self.has(HAS_ORIGIN) {
             return 0;
         }
-        let mut a = self.off_of(self.ack_sent);
+        let mut a = self.off_of(ack_sent);
         if self.has(PEER_FIN_SEEN) {
             a = a.min(self.off_of(self.peer_fin));
         }
@@ -533,6 +540,7 @@ impl SideState {
     /// by crossing a lost hole), a jump over a hole the receiver acknowledged (tap loss: its
     /// bytes will never arrive and are already counted in `lost`) to the island after it, or
     /// nothing yet.
+    #[inline]
     pub fn next_read(&self, pool: &Pool<'_>, cur: u64) -> NextRead {
         if cur < self.cont_end {
             return NextRead::Bytes(self.cont_end);
@@ -540,6 +548,12 @@ impl SideState {
         if self.island_count == 0 {
             return NextRead::Nothing;
         }
+        self.next_read_islands(pool, cur)
+    }
+
+    /// [`SideState::next_read`] at or past the in-order end, with islands held.
+    #[inline(never)]
+    fn next_read_islands(&self, pool: &Pool<'_>, cur: u64) -> NextRead {
         let i = self.first_ending_at_or_after(pool, cur + 1);
         if i >= self.island_count as usize {
             return NextRead::Nothing;

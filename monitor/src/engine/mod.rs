@@ -60,6 +60,8 @@ struct PacketState {
 #[derive(Debug)]
 pub struct Core<'a, F> {
     cfg: Config,
+    /// `cfg.side_chunks()`, once (the configuration does not change).
+    side_chunks: u32,
     flows: &'a mut [FlowSlot<F>],
     index: &'a mut [Bucket],
     pool: Pool<'a>,
@@ -132,6 +134,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         Ok(Monitor {
             mb,
             core: Core {
+                side_chunks: cfg.side_chunks(),
                 cfg,
                 flows: st.flows,
                 index: st.index,

@@ -35,8 +35,7 @@ pub(super) fn store_payload<M: Middlebox>(
         (off as u64, payload)
     };
     let e = end as u64;
-    let cap = core.cfg.side_chunks();
-    let islands = core.cfg.islands_per_side();
+    let cap = core.side_chunks;
     if s == r.cont_end {
         let core_ref = &mut *core;
         let r = &mut core_ref.flows[slot as usize].sides[ri];
@@ -48,6 +47,7 @@ pub(super) fn store_payload<M: Middlebox>(
             return;
         }
     }
+    let islands = core.cfg.islands_per_side();
     let r = &core.flows[slot as usize].sides[ri];
     if r.overlaps(&core.pool, s, e) {
         core.counters.rexmits += 1;

@@ -235,10 +235,17 @@ pub(super) fn on_free<F>(core: &mut Core<'_, F>, slot: u32) {
 }
 
 /// Deliver raised user events and send asked resets, until neither is left (bounded).
+#[inline(always)]
 pub(super) fn settle<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>) {
     if core.x.settling || (core.x.raised.is_empty() && core.x.resets.is_empty()) {
         return;
     }
+    settle_queued(mb, core);
+}
+
+/// [`settle`] with something queued (out of line: most frames queue nothing).
+#[inline(never)]
+fn settle_queued<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>) {
     core.x.settling = true;
     for _ in 0..4 * (RAISED_MAX + RESETS_MAX) {
         if let Some(r) = core.x.raised.pop_front() {

@@ -336,8 +336,28 @@ pub(super) fn process_tcp<M: Middlebox>(
     }
 }
 
-/// Receiver transitions once the peer's FIN is in order.
+/// Receiver transitions once the peer's FIN is in order. (Most segments: no FIN yet, and
+/// nothing more to compute; that check is inlined, twice per segment, the rest is not.)
+#[inline(always)]
 pub(super) fn peer_fin_in_order<M: Middlebox>(
+    mb: &mut M,
+    core: &mut Core<'_, M::Flow>,
+    slot: u32,
+    fr: Option<&[u8]>,
+    snd: Side,
+) {
+    let fin_seen = core
+        .flows
+        .get(slot as usize)
+        .is_some_and(|f| f.sides[snd.peer().index()].has(PEER_FIN_SEEN));
+    if fin_seen {
+        peer_fin_seen(mb, core, slot, fr, snd);
+    }
+}
+
+/// [`peer_fin_in_order`] once the receiver has seen its peer's FIN.
+#[inline(never)]
+fn peer_fin_seen<M: Middlebox>(
     mb: &mut M,
     core: &mut Core<'_, M::Flow>,
     slot: u32,
@@ -346,10 +366,6 @@ pub(super) fn peer_fin_in_order<M: Middlebox>(
 ) {
     let rcv = snd.peer();
     let r = &core.flows[slot as usize].sides[rcv.index()];
-    // (Most segments: no FIN yet, and nothing more to compute.)
-    if !r.has(PEER_FIN_SEEN) {
-        return;
-    }
     // In order once every byte before the FIN arrived (always, without a stream origin).
     // (Bytes the endpoint acknowledged count as arrived: a hole it acknowledged is tap loss.)
     let arrived = r.cont_end.max(r.acked_end()) as i64;
@@ -433,13 +449,19 @@ fn note_ack<M: Middlebox>(
     } else {
         0
     };
-    let from = s.cont_end.max(s.acked_end());
+    let (had_ack, old_ack) = (s.has(SENT_ACK), s.ack_sent);
     // The furthest ACK counts (an older one arriving late changes nothing).
-    if !s.has(SENT_ACK) || seq_ge(t.ack, s.ack_sent) {
+    if !had_ack || seq_ge(t.ack, old_ack) {
         s.ack_sent = t.ack;
     }
     s.window_sent = (t.window as u32) << scale;
     s.flags |= SENT_ACK;
+    // Most ACKs: nothing past the in-order end, so nothing it did not see (the acknowledged
+    // end is at most the in-order end, which is at most `from` below).
+    if !s.has(HAS_ORIGIN) || s.off_of(s.ack_sent) <= s.cont_end as i64 {
+        return;
+    }
+    let from = s.cont_end.max(s.acked_end_if(had_ack, old_ack));
     let acked = s.acked_end();
     if acked <= from {
         return;
