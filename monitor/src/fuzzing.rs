@@ -14,12 +14,16 @@ use crate::{
     Side, CHUNK_SIZE,
 };
 
-/// The fuzzing middlebox: reads everything, exercises actions, defines a user event.
+/// The fuzzing middlebox: reads everything, exercises actions (NAT re-keying, splices,
+/// resets, raised events, per-flow subscriptions and per-side stops among them), defines user
+/// events.
 #[derive(Debug, Default)]
 pub struct Exerciser {
     /// Bytes read through `peek`.
     pub read: u64,
     calls: u64,
+    /// An event raised by hand (`Registry::alloc_event`).
+    alarm: Option<Event>,
 }
 
 impl Middlebox for Exerciser {
@@ -34,6 +38,10 @@ impl Middlebox for Exerciser {
             if let Ok(v) = reg.define(u, 2) {
                 reg.subscribe(v, Hook::Rcv);
             }
+        }
+        if let Ok(a) = reg.alloc_event(Event::PKT_IN) {
+            reg.subscribe(a, Hook::Any);
+            self.alarm = Some(a);
         }
         let _ = reg.set_timer(1, 1000, 5000);
     }
@@ -54,7 +62,7 @@ impl Middlebox for Exerciser {
                 }
             }
         }
-        match self.calls % 7 {
+        match self.calls % 13 {
             0 => {
                 let _ = cx.set_overlap(f, side, Overlap::Last);
             }
@@ -78,6 +86,36 @@ impl Middlebox for Exerciser {
                     .map(|p| p.iter().take(64).copied().collect())
                     .unwrap_or_default();
                 let _ = cx.inject(&pkt);
+            }
+            5 => {
+                // Re-key as a NAT would: a new source port on a packet the client sent.
+                if let Some(i) = cx.packet_info() {
+                    if i.sender == Some(Side::Client) {
+                        if let Ok(p) = cx.packet_mut() {
+                            if let Some(port) = p.get_mut(i.l4_off..i.l4_off + 2) {
+                                port[0] ^= 0x5a;
+                            }
+                        }
+                    }
+                }
+            }
+            6 if cx.packet_info().is_some_and(|i| i.payload_len > 0) => {
+                let _ = cx.splice_payload(0, (self.calls % 3) as usize, b"xy");
+            }
+            8 if self.calls % 29 == 8 => {
+                let _ = cx.reset_conn(f);
+            }
+            9 => {
+                if let Some(a) = self.alarm.filter(|&a| a != ev) {
+                    let _ = cx.raise_event(Some(f), a, side);
+                }
+            }
+            10 if self.calls % 53 == 10 => {
+                let _ = cx.stop_side(side);
+            }
+            11 => {
+                let _ = cx.subscribe_flow(f, Event::REXMIT, Hook::Rcv);
+                let _ = cx.packet_ts_us();
             }
             _ => {}
         }
