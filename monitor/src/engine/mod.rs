@@ -436,6 +436,19 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         }
     }
 
+    /// Most frames [`Monitor::read_ahead`] takes at once; later ones are ignored.
+    pub const READ_AHEAD: usize = 32;
+
+    /// A hint, between `begin_batch` and the `frame`/`frame_with` calls: `frames` are the
+    /// next frames to be processed, in order (at most [`Monitor::READ_AHEAD`]). The monitor
+    /// may parse them, hash their flows and prefetch what processing them will touch, and
+    /// reuse that work when each frame then reaches `frame_with` (recognised by its slice and
+    /// its flow key). What `frame_with` does is the same with or without this call.
+    pub fn read_ahead<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>) {
+        // Interface for issue 10's batch prefetch; the work is added behind it.
+        let _ = frames;
+    }
+
     /// Process one frame received at `ts_us` (call between `begin_batch` and `end_batch`).
     /// Returns what to do with it in inline mode (always `Forward` in tap mode).
     pub fn frame(&mut self, frame: &[u8], ts_us: u64) -> Verdict<'_> {
