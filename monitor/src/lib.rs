@@ -151,7 +151,7 @@ pub use config::{
     Config, ConfigError, Counters, DropReason, Storage, CHUNK_SIZE, EVICT_SCAN, FRAG_DATAGRAM_MAX,
     INJECT_MAX, INJECT_SLOTS, MAX_ISLANDS, MAX_TIMERS, MAX_USER_EVENTS, REWRITE_MAX,
 };
-pub use engine::{Core, Ctx, Endpoints, FlowExtra, Monitor, Registry};
+pub use engine::{Core, Ctx, Endpoints, FlowExtra, Monitor, Registry, READ_AHEAD};
 pub use flow::{Bucket, FlowSlot};
 pub use intake::{ChecksumStats, Checksums, FragSlot, RxCheck, RxMeta, CHECKSUM_SAMPLE};
 pub use reasm::{Chunk, EMPTY_CHUNK};

@@ -19,6 +19,9 @@ mod slots;
 mod tcp;
 
 pub use alias::FlowExtra;
+
+/// Most frames [`Monitor::read_ahead`] takes at once.
+pub const READ_AHEAD: usize = 32;
 pub use registry::Registry;
 
 use core::net::IpAddr;
@@ -436,11 +439,8 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         }
     }
 
-    /// Most frames [`Monitor::read_ahead`] takes at once; later ones are ignored.
-    pub const READ_AHEAD: usize = 32;
-
     /// A hint, between `begin_batch` and the `frame`/`frame_with` calls: `frames` are the
-    /// next frames to be processed, in order (at most [`Monitor::READ_AHEAD`]). The monitor
+    /// next frames to be processed, in order (at most [`READ_AHEAD`]; later ones are ignored). The monitor
     /// may parse them, hash their flows and prefetch what processing them will touch, and
     /// reuse that work when each frame then reaches `frame_with` (recognised by its slice and
     /// its flow key). What `frame_with` does is the same with or without this call.
