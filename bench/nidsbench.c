@@ -1,7 +1,9 @@
 /* nidsbench: libnids peer for `cargo ferrule bench`.
  *
- * Reassembles every TCP stream of a capture with libnids and counts the bytes of each
- * direction (no other work), so its time is libnids' reassembly cost. Settings per
+ * Reassembles every TCP stream of a capture with libnids and, like the monitor's bench
+ * consumer, reads every byte it is handed: each callback's new bytes are folded into one word
+ * (the same fold as `fold` in image/src/host/engine.rs), so both engines do the same work per
+ * byte, reassembly plus one read of the stream. Settings per
  * bench-method.md: stream table raised to 1<<17 (the default 1040 drops flows at 10 k
  * concurrency), port-scan detection off, checksums not verified.
  *
@@ -12,7 +14,7 @@
  * Build: gcc -O2 -o nidsbench nidsbench.c -lnids -lpcap
  * Run:   ./nidsbench CAPTURE.pcap [STREAMS]   (STREAMS: the stream table, default 1<<17;
  *        libnids tracks at most 3/4 of it at once)
- * Prints one line: nidsbench flows=N closed=N c2s=BYTES s2c=BYTES run_ns=NS maxrss_kb=KB
+ * Prints one line: nidsbench flows=N closed=N c2s=BYTES s2c=BYTES run_ns=NS maxrss_kb=KB mix=HEX
  * (run_ns is nids_run() alone: loading the capture and initialising are excluded.)
  */
 #include <nids.h>
@@ -20,9 +22,36 @@
 #include <stdlib.h>
 #include <pcap.h>
 #include <time.h>
+#include <string.h>
+#include <stdint.h>
 #include <sys/resource.h>
 
 static unsigned long long flows, closed, c2s, s2c;
+static uint64_t mix;
+
+/* Every byte of b[0..n), folded into one word: 8-byte little-endian words XORed, then the
+ * remaining bytes rotated in (the monitor's consumer does the same). */
+static uint64_t fold(const unsigned char *b, size_t n)
+{
+	uint64_t x = 0, w;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, b + i, 8);
+		x ^= w;
+	}
+	for (; i < n; i++)
+		x = ((x << 8) | (x >> 56)) ^ b[i];
+	return x;
+}
+
+/* The bytes appended to `h` since the last callback. */
+static uint64_t fold_new(const struct half_stream *h)
+{
+	if (h->count_new == 0)
+		return 0;
+	return fold((const unsigned char *)h->data + (h->count - h->offset) - h->count_new,
+		    h->count_new);
+}
 
 static void on_tcp(struct tcp_stream *s, void **param)
 {
@@ -37,6 +66,7 @@ static void on_tcp(struct tcp_stream *s, void **param)
 		/* server.count_new: bytes the server received (client->server). */
 		c2s += s->server.count_new;
 		s2c += s->client.count_new;
+		mix ^= fold_new(&s->server) ^ fold_new(&s->client);
 		break;
 	default:
 		closed++;
@@ -91,7 +121,7 @@ int main(int argc, char **argv)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	long long ns = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
-	printf("nidsbench flows=%llu closed=%llu c2s=%llu s2c=%llu run_ns=%lld maxrss_kb=%ld\n",
-	       flows, closed, c2s, s2c, ns, ru.ru_maxrss);
+	printf("nidsbench flows=%llu closed=%llu c2s=%llu s2c=%llu run_ns=%lld maxrss_kb=%ld mix=%llx\n",
+	       flows, closed, c2s, s2c, ns, ru.ru_maxrss, (unsigned long long)mix);
 	return 0;
 }
