@@ -2,7 +2,8 @@
 //!
 //! * Tap mode: `flowmon` on 4 cores with a 4-queue igb watches generated traffic (IPv6,
 //!   reordering, loss); its JSON lines, as a sorted set, are exactly the lines
-//!   `cargo ferrule flows` prints for the same capture on the host.
+//!   `cargo ferrule flows` prints for the same capture on the host; each core's summary
+//!   gives its monitor's cycles per frame, a part of its loop's.
 //! * Inline mode: `passthrough` on an igb pair and on a virtio-net pair, with each
 //!   connection's client frames injected on port 0 and its server frames on port 1 (plus
 //!   non-TCP frames on both): every frame comes out of the other port byte-identical, nothing
@@ -34,6 +35,24 @@ fn frames_received(lines: &[String]) -> u64 {
             _ => None,
         })
         .sum()
+}
+
+/// A core's cost figures from its summary line: (`monitor_cycles/frame`, `cycles/frame`).
+/// The monitor's cycles are measured inside the loop's busy time, over the same frames, so
+/// they are never more; both are 0 exactly when the core received nothing.
+fn cycle_figures(l: &str) -> (u64, u64) {
+    let w: Vec<&str> = l.split_whitespace().collect();
+    let at = |name: &str| {
+        let i = w
+            .iter()
+            .position(|x| *x == name)
+            .unwrap_or_else(|| panic!("{name}: {l}"));
+        w[i + 1].parse::<u64>().unwrap()
+    };
+    let (monitor, all) = (at("monitor_cycles/frame"), at("cycles/frame"));
+    assert!(monitor <= all, "{l}");
+    assert_eq!(monitor == 0, all == 0, "{l}");
+    (monitor, all)
 }
 
 #[test]
@@ -82,6 +101,14 @@ fn tap_mode_on_four_queues_prints_exactly_the_host_flows_lines() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(cores.len(), 4, "{}", vm.report());
+    // Each of them measured its monitor's share of the loop.
+    let costs: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l.starts_with("appliance: core ") && l.contains(" monitor_cycles/frame "))
+        .map(|l| cycle_figures(l))
+        .collect();
+    assert_eq!(costs.len(), 4, "{}", vm.report());
+    assert!(costs.iter().all(|&(m, _)| m > 0), "{}", vm.report());
     let mut got: Vec<String> = lines
         .into_iter()
         .filter(|l| l.starts_with("{\"client\""))
@@ -383,6 +410,7 @@ fn passthrough_forwards_both_ways(model: NicModel, cores: u32, window: Option<us
         eprintln!("{model:?}: {l}");
         assert!(l.contains(" tx_full 0 "), "{l}");
         assert!(l.contains(" fragments_not_held 0 "), "{l}");
+        cycle_figures(l);
         let w: Vec<&str> = l.split_whitespace().collect();
         let at = w.iter().position(|x| *x == "fragments_held").unwrap();
         held += w[at + 1].parse::<u64>().unwrap();
