@@ -596,7 +596,8 @@ struct PathStats {
     fwd_cycles: u64,
     fwd_frames: u64,
     busy_cycles: u64,
-    /// The monitor's own share of `busy_cycles`: `read_ahead`, `frame_with` and `end_batch`.
+    /// The monitor's share of `busy_cycles`: `read_ahead`, `frame_with` and `end_batch`
+    /// (the middlebox's callbacks included).
     mon_cycles: u64,
 }
 
@@ -706,6 +707,16 @@ fn send_injected<M: Middlebox, const N: usize>(
             None => st.inject_unrouted += 1,
         }
     });
+}
+
+/// Prints everything in core `id`'s log ring (end of run only: it waits while the drainer
+/// holds the ring for a moment).
+fn flush_log(id: usize) {
+    let r = ring(id);
+    while r.used() > 0 {
+        r.drain(usize::MAX, |l| println!("{}", l));
+        core::hint::spin_loop();
+    }
 }
 
 /// What the NIC checked of a received frame, in the monitor's terms (its intake then skips a
@@ -1030,6 +1041,9 @@ where
             }) as u64;
         }
         mon.middlebox_mut().inner.finish(&mut log);
+        // The run is over: empty the ring now, so the summary lines below always fit (the
+        // middlebox's last lines can fill it, e.g. flowlog's one per open connection).
+        flush_log(id);
         self.publish(id, &mon, &st);
         let c = mon.counters().clone();
         let per = |cycles: u64, n: u64| cycles.checked_div(n).unwrap_or(0);
@@ -1075,13 +1089,8 @@ where
                 hz / 1_000_000
             ));
         }
-        // Flush this core's log (the drainer may hold the ring for a moment: retry).
-        let r = ring(id);
-        let dropped = r.dropped();
-        while r.used() > 0 {
-            r.drain(usize::MAX, |l| println!("{}", l));
-            core::hint::spin_loop();
-        }
+        let dropped = ring(id).dropped();
+        flush_log(id);
         println!("appliance: core {} log lines dropped {}", id, dropped);
         if id == 0 {
             // Every core is idle or done by now; the hardware's own counters tell what the

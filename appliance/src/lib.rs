@@ -31,8 +31,9 @@
 //!   batch (`drivers::NicRx::rx_batch_frames`, up to `RX_BATCH` frames) is shown to the
 //!   monitor whole (`Monitor::read_ahead`), then processed frame by frame; timers and idle
 //!   sweeps run in `begin_batch`/`end_batch`. Each core's summary gives the monitor's own
-//!   cost (`monitor_cycles/frame`: `read_ahead`, `frame_with` and `end_batch`, not the
-//!   driver, forwarding or log ring) and the whole loop's (`cycles/frame`), in TSC cycles.
+//!   cost (`monitor_cycles/frame`: `read_ahead`, `frame_with` and `end_batch`, so with the
+//!   middlebox's callbacks, not the driver, forwarding or log ring) and the whole loop's
+//!   (`cycles/frame`), in TSC cycles.
 //! * **Inline** ([`Mode::Inline`]): port P's frames leave by port P^1 on the same core's
 //!   transmit queue: `Forward` sends the received bytes, `Rewritten` the new ones, `Drop`
 //!   nothing; frames the monitor does not follow (non-TCP, unparsable) are forwarded
