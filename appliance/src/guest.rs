@@ -9,8 +9,10 @@
 //! `run` (every core): a core takes its own slot once, before its loop (a non-blocking
 //! `try_lock` that only that core ever makes), builds its middlebox and `Monitor` on its own
 //! storage, then loops: receive up to `Settings::batch` frames from each of its queues into
-//! one monitor batch; inline, send each frame out of the paired port by its verdict and the
-//! injected frames out of the port of their destination. Nothing in that loop allocates,
+//! one monitor batch, each receive batch (up to `RX_BATCH` frames) shown to the monitor
+//! whole first (`Monitor::read_ahead`) and then processed frame by frame; inline, send each
+//! frame out of the paired port by its verdict and the injected frames out of the port of
+//! their destination. Nothing in that loop allocates,
 //! locks, prints or waits: callbacks and stats write to the core's log ring, drained to the
 //! console outside the batch loop by a core that serves no queue if there is one, else by
 //! each core when a poll found nothing (one line per empty poll), and fully at exit.
@@ -85,6 +87,18 @@ impl<const N: usize> Rx<N> {
         match self {
             Rx::Intel(q) => q.rx_batch(f),
             Rx::Virtio(q) => q.rx_batch(f),
+        }
+    }
+
+    /// One receive batch (up to [`RX_BATCH`] frames) to `f` in one call.
+    #[inline]
+    pub(crate) fn rx_batch_frames<F: FnMut(&[&[u8]], &[drivers::RxMeta])>(
+        &mut self,
+        f: F,
+    ) -> usize {
+        match self {
+            Rx::Intel(q) => q.rx_batch_frames(f),
+            Rx::Virtio(q) => q.rx_batch_frames(f),
         }
     }
 }
@@ -582,6 +596,9 @@ struct PathStats {
     fwd_cycles: u64,
     fwd_frames: u64,
     busy_cycles: u64,
+    /// The monitor's share of `busy_cycles`: `read_ahead`, `frame_with` and `end_batch`
+    /// (the middlebox's callbacks included).
+    mon_cycles: u64,
 }
 
 /// The last source MAC seen on each port, to send injected frames toward their destination.
@@ -690,6 +707,16 @@ fn send_injected<M: Middlebox, const N: usize>(
             None => st.inject_unrouted += 1,
         }
     });
+}
+
+/// Prints everything in core `id`'s log ring (end of run only: it waits while the drainer
+/// holds the ring for a moment).
+fn flush_log(id: usize) {
+    let r = ring(id);
+    while r.used() > 0 {
+        r.drain(usize::MAX, |l| println!("{}", l));
+        core::hint::spin_loop();
+    }
 }
 
 /// What the NIC checked of a received frame, in the monitor's terms (its intake then skips a
@@ -815,64 +842,84 @@ where
             let now_us = now_ns / 1000 + epoch_us;
             mon.begin_batch(now_us);
             let mut got = 0usize;
+            // The monitor's own cycles in this batch (see `PathStats::mon_cycles`).
+            let mut mon_cycles = 0u64;
             for (port, rxq) in rx.iter_mut() {
                 let port = *port;
                 loop {
+                    // Each receive batch is first shown to the monitor whole (`read_ahead`:
+                    // parse, hash and prefetch), then processed frame by frame as it arrived.
                     let k = if inline {
                         let out = port ^ 1;
-                        let k = rxq.rx_batch(|f, m| {
-                            macs.learn(port, f);
-                            let before = marks(mon.counters());
-                            let verdict = match mon.frame_with(f, now_us, rx_meta(m)) {
-                                Verdict::Forward => Some(true),
-                                Verdict::Drop => Some(false),
-                                Verdict::Rewritten(b) => {
-                                    st.rewritten += 1;
-                                    stage.push(b, tx.get_mut(out), &mut st);
-                                    None
-                                }
-                            };
-                            // The forwarding cost: verdict to frame queued on the pair port
-                            // (staging copy here, transmit call below).
-                            let c0 = kernel::arch::rdtsc();
-                            if let Some(forward) = verdict {
-                                let fate = fate(before, marks(mon.counters()));
-                                let key = match fate {
-                                    Fate::Whole => None,
-                                    _ => frag_key(f),
+                        let k = rxq.rx_batch_frames(|frames, metas| {
+                            let m0 = kernel::arch::rdtsc();
+                            mon.read_ahead(frames.iter().copied());
+                            mon_cycles += kernel::arch::rdtsc().wrapping_sub(m0);
+                            for (&f, &m) in frames.iter().zip(metas) {
+                                macs.learn(port, f);
+                                let before = marks(mon.counters());
+                                let m0 = kernel::arch::rdtsc();
+                                let verdict = mon.frame_with(f, now_us, rx_meta(m));
+                                // The forwarding cost from here: verdict to frame queued on the
+                                // pair port (staging copy here, transmit call below).
+                                let c0 = kernel::arch::rdtsc();
+                                mon_cycles += c0.wrapping_sub(m0);
+                                let verdict = match verdict {
+                                    Verdict::Forward => Some(true),
+                                    Verdict::Drop => Some(false),
+                                    Verdict::Rewritten(b) => {
+                                        st.rewritten += 1;
+                                        stage.push(b, tx.get_mut(out), &mut st);
+                                        None
+                                    }
                                 };
-                                let mut held = false;
-                                match (fate, key) {
-                                    (Fate::Held, Some(k)) => {
-                                        held = hold.hold(k, out, f, now_us);
-                                        if held {
-                                            st.frags_held += 1;
-                                        } else {
-                                            st.frags_unheld += 1;
+                                if let Some(forward) = verdict {
+                                    let fate = fate(before, marks(mon.counters()));
+                                    let key = match fate {
+                                        Fate::Whole => None,
+                                        _ => frag_key(f),
+                                    };
+                                    let mut held = false;
+                                    match (fate, key) {
+                                        (Fate::Held, Some(k)) => {
+                                            held = hold.hold(k, out, f, now_us);
+                                            if held {
+                                                st.frags_held += 1;
+                                            } else {
+                                                st.frags_unheld += 1;
+                                            }
                                         }
+                                        (Fate::Completed, Some(k)) if forward => {
+                                            st.forwarded += hold.release(&k, |_, b| {
+                                                stage.push(b, tx.get_mut(out), &mut st)
+                                            })
+                                                as u64;
+                                        }
+                                        (Fate::Completed, Some(k)) => {
+                                            st.verdict_drops += hold.discard(&k) as u64;
+                                        }
+                                        _ => {}
                                     }
-                                    (Fate::Completed, Some(k)) if forward => {
-                                        st.forwarded += hold.release(&k, |_, b| {
-                                            stage.push(b, tx.get_mut(out), &mut st)
-                                        })
-                                            as u64;
+                                    if held {
+                                    } else if forward {
+                                        st.forwarded += 1;
+                                        stage.push(f, tx.get_mut(out), &mut st);
+                                    } else {
+                                        st.verdict_drops += 1;
                                     }
-                                    (Fate::Completed, Some(k)) => {
-                                        st.verdict_drops += hold.discard(&k) as u64;
-                                    }
-                                    _ => {}
                                 }
-                                if held {
-                                } else if forward {
-                                    st.forwarded += 1;
-                                    stage.push(f, tx.get_mut(out), &mut st);
-                                } else {
-                                    st.verdict_drops += 1;
-                                }
+                                st.fwd_cycles += kernel::arch::rdtsc().wrapping_sub(c0);
+                                st.fwd_frames += 1;
+                                send_injected(
+                                    &mut mon,
+                                    tx,
+                                    &macs,
+                                    Some(out),
+                                    &mut st,
+                                    &mut stage,
+                                    out,
+                                );
                             }
-                            st.fwd_cycles += kernel::arch::rdtsc().wrapping_sub(c0);
-                            st.fwd_frames += 1;
-                            send_injected(&mut mon, tx, &macs, Some(out), &mut st, &mut stage, out);
                         });
                         if k > 0 {
                             let c0 = kernel::arch::rdtsc();
@@ -881,8 +928,13 @@ where
                         }
                         k
                     } else {
-                        rxq.rx_batch(|f, m| {
-                            let _ = mon.frame_with(f, now_us, rx_meta(m));
+                        rxq.rx_batch_frames(|frames, metas| {
+                            let m0 = kernel::arch::rdtsc();
+                            mon.read_ahead(frames.iter().copied());
+                            for (&f, &m) in frames.iter().zip(metas) {
+                                let _ = mon.frame_with(f, now_us, rx_meta(m));
+                            }
+                            mon_cycles += kernel::arch::rdtsc().wrapping_sub(m0);
                         })
                     };
                     got += k;
@@ -891,7 +943,9 @@ where
                     }
                 }
             }
+            let m0 = kernel::arch::rdtsc();
             mon.end_batch();
+            mon_cycles += kernel::arch::rdtsc().wrapping_sub(m0);
             if inline {
                 send_injected(&mut mon, tx, &macs, None, &mut st, &mut stage, 0);
                 if !hold.is_empty() {
@@ -909,6 +963,7 @@ where
             if got > 0 {
                 st.frames += got as u64;
                 st.busy_cycles += kernel::arch::rdtsc().wrapping_sub(t0);
+                st.mon_cycles += mon_cycles;
                 if let Some(l) = self.last_rx.get(id) {
                     l.0.store(now_ns, Ordering::Relaxed);
                 }
@@ -986,6 +1041,9 @@ where
             }) as u64;
         }
         mon.middlebox_mut().inner.finish(&mut log);
+        // The run is over: empty the ring now, so the summary lines below always fit (the
+        // middlebox's last lines can fill it, e.g. flowlog's one per open connection).
+        flush_log(id);
         self.publish(id, &mon, &st);
         let c = mon.counters().clone();
         let per = |cycles: u64, n: u64| cycles.checked_div(n).unwrap_or(0);
@@ -1007,7 +1065,7 @@ where
         ));
         if inline {
             log.line(format_args!(
-                "appliance: core {} forwarded {} rewritten {} verdict_drops {} injected {} tx_full {} inject_unrouted {} fragments_held {} fragments_not_held {} forward_cycles/frame {} cycles/frame {} (TSC {} MHz)",
+                "appliance: core {} forwarded {} rewritten {} verdict_drops {} injected {} tx_full {} inject_unrouted {} fragments_held {} fragments_not_held {} forward_cycles/frame {} monitor_cycles/frame {} cycles/frame {} (TSC {} MHz)",
                 id,
                 st.forwarded,
                 st.rewritten,
@@ -1018,24 +1076,21 @@ where
                 st.frags_held,
                 st.frags_unheld,
                 per(st.fwd_cycles, st.fwd_frames),
+                per(st.mon_cycles, st.frames),
                 per(st.busy_cycles, st.frames),
                 hz / 1_000_000
             ));
         } else {
             log.line(format_args!(
-                "appliance: core {} cycles/frame {} (TSC {} MHz)",
+                "appliance: core {} monitor_cycles/frame {} cycles/frame {} (TSC {} MHz)",
                 id,
+                per(st.mon_cycles, st.frames),
                 per(st.busy_cycles, st.frames),
                 hz / 1_000_000
             ));
         }
-        // Flush this core's log (the drainer may hold the ring for a moment: retry).
-        let r = ring(id);
-        let dropped = r.dropped();
-        while r.used() > 0 {
-            r.drain(usize::MAX, |l| println!("{}", l));
-            core::hint::spin_loop();
-        }
+        let dropped = ring(id).dropped();
+        flush_log(id);
         println!("appliance: core {} log lines dropped {}", id, dropped);
         if id == 0 {
             // Every core is idle or done by now; the hardware's own counters tell what the

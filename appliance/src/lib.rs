@@ -27,8 +27,13 @@
 //! * **Memory**: `appliance: per-core storage N bytes x C cores = T of R free` at boot
 //!   ([`budget`]); settings that do not fit are refused (every core fails with the reason).
 //! * **Loop** (per core, nothing shared, no lock, no allocation, no printing): up to
-//!   `Settings::batch` frames from each of its queues form one monitor batch; timers and
-//!   idle sweeps run in `begin_batch`/`end_batch`.
+//!   `Settings::batch` frames from each of its queues form one monitor batch; each receive
+//!   batch (`drivers::NicRx::rx_batch_frames`, up to `RX_BATCH` frames) is shown to the
+//!   monitor whole (`Monitor::read_ahead`), then processed frame by frame; timers and idle
+//!   sweeps run in `begin_batch`/`end_batch`. Each core's summary gives the monitor's own
+//!   cost (`monitor_cycles/frame`: `read_ahead`, `frame_with` and `end_batch`, so with the
+//!   middlebox's callbacks, not the driver, forwarding or log ring) and the whole loop's
+//!   (`cycles/frame`), in TSC cycles.
 //! * **Inline** ([`Mode::Inline`]): port P's frames leave by port P^1 on the same core's
 //!   transmit queue: `Forward` sends the received bytes, `Rewritten` the new ones, `Drop`
 //!   nothing; frames the monitor does not follow (non-TCP, unparsable) are forwarded
@@ -37,9 +42,8 @@
 //!   Injected frames leave by the port where their destination MAC was last seen as a
 //!   source (else the pair of the current frame's port). IP fragments wait for their
 //!   datagram's verdict ([`frags`]). A full transmit ring drops the frame, counted
-//!   (`tx_full`); receiving never waits. Each core's summary gives the forwarding cost
-//!   (`forward_cycles/frame`: staging copy plus its share of the transmit call) and the
-//!   whole path's (`cycles/frame`), in TSC cycles.
+//!   (`tx_full`); receiving never waits. Each core's summary also gives the forwarding cost
+//!   (`forward_cycles/frame`: staging copy plus its share of the transmit call).
 //! * **Output**: [`Log`] lines go into the core's ring; a core that serves no queue drains
 //!   every ring, else each core drains one line whenever a poll found nothing, and all of
 //!   it at exit. Stats every `stats_period_s` (frames/s, live flows, pool and log

@@ -426,6 +426,32 @@ impl FakeRxDevice {
         rss: u32,
         status: u32,
     ) -> bool {
+        self.deliver_wb(hal, regs, frame, rss, 3 | status)
+    }
+
+    /// One descriptor of a frame that spans several buffers (as a jumbo frame would): DD,
+    /// and EOP only on its `last` part.
+    pub fn deliver_part(
+        &mut self,
+        hal: &FakeHal,
+        regs: &FakeRegs,
+        part: &[u8],
+        rss: u32,
+        last: bool,
+    ) -> bool {
+        self.deliver_wb(hal, regs, part, rss, if last { 3 } else { 1 })
+    }
+
+    /// Writes `frame` and a write-back descriptor with exactly `status` (DD and EOP
+    /// included or not) into the next descriptor.
+    fn deliver_wb(
+        &mut self,
+        hal: &FakeHal,
+        regs: &FakeRegs,
+        frame: &[u8],
+        rss: u32,
+        status: u32,
+    ) -> bool {
         if self.room(regs) == 0 {
             return false;
         }
@@ -437,10 +463,10 @@ impl FakeRxDevice {
         wb[0..4].copy_from_slice(&1u32.to_le_bytes()); // rss type: TCP/IPv4
         wb[4..8].copy_from_slice(&rss.to_le_bytes());
         wb[12..14].copy_from_slice(&(frame.len() as u16).to_le_bytes());
-        // Status last, as the device orders it: DD | EOP.
+        // Status last, as the device orders it (DD in it).
         hal.dma_write(d, &wb[..8]);
         hal.dma_write(d + 12, &wb[12..16]);
-        hal.dma_write(d + 8, &(3 | status).to_le_bytes());
+        hal.dma_write(d + 8, &status.to_le_bytes());
         self.head = (self.head + 1) % self.entries;
         true
     }
@@ -474,9 +500,19 @@ fn rdtsc() -> u64 {
 /// Measures the driver's software cost per received frame: an igb receive ring of `RING`
 /// descriptors in host memory is filled by [`FakeRxDevice`] with `frame_len`-byte frames
 /// `fills` times; only the `rx_batch` calls that drain it (batch [`crate::RX_BATCH`]) are
-/// timed. The closure touches the first and last byte and the RSS hash of every frame.
-/// Used by `examples/rx_cost.rs` (and callable from `cargo ferrule bench`).
+/// timed. The closure touches the first and last byte, the RSS hash and the checksum
+/// results of every frame. Used by `examples/rx_cost.rs`.
 pub fn bench_rx_cost<const RING: usize>(fills: usize, frame_len: usize) -> RxCost {
+    rx_cost::<RING>(fills, frame_len, false)
+}
+
+/// As [`bench_rx_cost`], through `rx_batch_frames` (the whole batch to one closure call,
+/// which then visits every frame as `bench_rx_cost`'s closure does).
+pub fn bench_rx_frames_cost<const RING: usize>(fills: usize, frame_len: usize) -> RxCost {
+    rx_cost::<RING>(fills, frame_len, true)
+}
+
+fn rx_cost<const RING: usize>(fills: usize, frame_len: usize, whole: bool) -> RxCost {
     use crate::igb::{self, reg, IgbConfig};
     let regs = FakeRegs::new();
     regs.on_write(reg::CTRL, |v, r| r.set(reg::CTRL, v & !reg::CTRL_RST));
@@ -506,12 +542,22 @@ pub fn bench_rx_cost<const RING: usize>(fills: usize, frame_len: usize) -> RxCos
         let t0 = std::time::Instant::now();
         let c0 = rdtsc();
         loop {
-            let n = q.rx_batch(|bytes, meta| {
+            let mut visit = |bytes: &[u8], meta: crate::RxMeta| {
                 let last = bytes.last().copied().unwrap_or(0);
                 sink = sink
                     .wrapping_add(bytes[0] as u64 + last as u64)
-                    .wrapping_add(meta.rss_hash as u64);
-            });
+                    .wrapping_add(meta.rss_hash as u64)
+                    .wrapping_add(meta.ip_csum as u64 + meta.l4_csum as u64);
+            };
+            let n = if whole {
+                q.rx_batch_frames(|frames, metas| {
+                    for (bytes, meta) in frames.iter().zip(metas) {
+                        visit(bytes, *meta);
+                    }
+                })
+            } else {
+                q.rx_batch(visit)
+            };
             if n == 0 {
                 break;
             }

@@ -6,11 +6,11 @@
 //! Each NIC splits into a control object (reset, link, promiscuous mode, MAC, RSS key and
 //! redirection table, statistics) that stays on one core, and per-queue receive/transmit
 //! handles ([`NicRx`], [`NicTx`]) that are `Send` and are polled on their own core without
-//! locks. Receive hands a batch of frames to a closure and recycles descriptors in place;
-//! transmit copies a batch into DMA buffers and reclaims completed descriptors. Nothing on
-//! the per-packet path allocates, locks, uses `dyn`, or returns errors. Ring sizes are const
-//! generics checked at compile time; every wait on hardware has a timeout and a named
-//! [`Error`].
+//! locks. Receive hands a batch of frames to a closure (frame by frame, `rx_batch`, or all
+//! at once, `rx_batch_frames`) and recycles descriptors in place; transmit copies a batch
+//! into DMA buffers and reclaims completed descriptors. Nothing on the per-packet path
+//! allocates, locks, uses `dyn`, or returns errors. Ring sizes are const generics checked at
+//! compile time; every wait on hardware has a timeout and a named [`Error`].
 //!
 //! `unsafe` lives only in [`mmio`], [`dma`], [`ring`] (the data path), [`virtio`]'s
 //! virtqueue, the [`hal::Hal`] trait declaration and the one BAR mapping in each
@@ -27,6 +27,8 @@
 //! for (core, rx) in parts.rx.into_iter().enumerate() { /* move rx to `core` */ }
 //! // on each core:
 //! loop { rx.rx_batch(|frame, meta| monitor.on_frame(frame, meta)); }
+//! // or, to see the whole batch first (e.g. to prefetch what its frames will touch):
+//! loop { rx.rx_batch_frames(|frames, metas| monitor.on_batch(frames, metas)); }
 //! ```
 //!
 //! # Modules
@@ -125,6 +127,12 @@ pub trait NicRx: Send {
     /// Receives up to a batch of frames; `f` sees each frame's bytes (valid only during the
     /// call) and metadata. Returns the number of frames delivered.
     fn rx_batch<F: FnMut(&[u8], RxMeta)>(&mut self, f: F) -> usize;
+    /// Receives up to [`RX_BATCH`] frames and hands them to `f` in one call: every frame's
+    /// bytes (all valid until `f` returns) and metadata, in arrival order, index for index.
+    /// The descriptors go back to the device after `f` returns. Returns the number of
+    /// frames delivered; `f` is not called when there are none. Same frames, metadata and
+    /// counters as [`NicRx::rx_batch`], which is this with `f` called per frame.
+    fn rx_batch_frames<F: FnMut(&[&[u8]], &[RxMeta])>(&mut self, f: F) -> usize;
 }
 
 /// A transmit queue handle: use it from its own core.

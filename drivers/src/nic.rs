@@ -227,6 +227,13 @@ impl<const N: usize> NicRx for AnyRx<N> {
             AnyRx::Virtio(q) => q.rx_batch(f),
         }
     }
+    #[inline]
+    fn rx_batch_frames<F: FnMut(&[&[u8]], &[RxMeta])>(&mut self, f: F) -> usize {
+        match self {
+            AnyRx::Intel(q) => q.rx_batch_frames(f),
+            AnyRx::Virtio(q) => q.rx_batch_frames(f),
+        }
+    }
 }
 
 impl<const N: usize> NicTx for AnyTx<N> {

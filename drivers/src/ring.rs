@@ -3,8 +3,8 @@
 //!
 //! Each queue owns its descriptor ring and one 2 KiB buffer per descriptor, all in DMA
 //! memory allocated once. Receive recycles in place: descriptor `i` always points at buffer
-//! `i`; after the closure has seen the frame the descriptor is re-armed with the same buffer,
-//! and the tail register is written once per batch. Transmit copies (or lets the caller write)
+//! `i`; after the closure has seen the batch its descriptors are re-armed with the same
+//! buffers, and the tail register is written once per batch. Transmit copies (or lets the caller write)
 //! each frame into the buffer of the next free descriptor and reclaims done descriptors.
 //! Nothing here allocates, locks or uses `dyn`.
 #![allow(unsafe_code)]
@@ -178,14 +178,53 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
         self.rx_batch_max(RX_BATCH, f)
     }
 
-    /// As [`Self::rx_batch`] with an explicit cap on descriptors processed (at most `N - 1`).
+    /// As [`Self::rx_batch`] with an explicit cap on descriptors processed (at most `N - 1`;
+    /// more than [`RX_BATCH`] are taken a batch at a time, one tail write per batch).
     pub fn rx_batch_max<F: FnMut(&[u8], RxMeta)>(&mut self, max: usize, mut f: F) -> usize {
-        let max = max.min(N - 1);
+        let mut left = max.min(N - 1);
+        let mut delivered = 0;
+        while left > 0 {
+            let want = left.min(RX_BATCH);
+            let (processed, n) = self.rx_frames_max(want, |frames, metas| {
+                for (frame, meta) in frames.iter().zip(metas) {
+                    f(frame, *meta);
+                }
+            });
+            delivered += n;
+            left -= processed;
+            if processed < want {
+                break;
+            }
+        }
+        delivered
+    }
+
+    /// Receives up to [`RX_BATCH`] frames and hands them to `f` all at once: the frames'
+    /// bytes (valid until `f` returns) and their metadata, in arrival order, index for
+    /// index. Then re-arms the descriptors in place and writes the tail once. Returns the
+    /// number of frames delivered; `f` is not called when there are none.
+    #[inline]
+    pub fn rx_batch_frames<F: FnMut(&[&[u8]], &[RxMeta])>(&mut self, f: F) -> usize {
+        self.rx_frames_max(RX_BATCH, f).1
+    }
+
+    /// The receive path under every `rx_batch*`: takes up to `max` (at most [`RX_BATCH`])
+    /// done descriptors, calls `f` once with the frames among them (if any), then gives
+    /// every descriptor taken back to the device. Returns (descriptors processed, frames
+    /// delivered).
+    fn rx_frames_max<F: FnMut(&[&[u8]], &[RxMeta])>(
+        &mut self,
+        max: usize,
+        mut f: F,
+    ) -> (usize, usize) {
+        let max = max.min(RX_BATCH).min(N - 1);
+        let first = self.next;
+        let mut frames: [&[u8]; RX_BATCH] = [&[]; RX_BATCH];
+        let mut metas = [RxMeta::default(); RX_BATCH];
         let mut delivered = 0;
         let mut processed = 0;
-        let mut last = 0;
         while processed < max {
-            let i = self.next;
+            let i = (first + processed) & (N - 1);
             let off = i * DESC_SIZE;
             let status = self.ring.read_u32(off + RX_WB_STATUS);
             if status & RX_STATUS_DD == 0 {
@@ -197,7 +236,7 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
             if eop && !self.in_fragment {
                 let len = (self.ring.read_u16(off + RX_WB_LEN) as usize).min(BUF_SIZE);
                 let (ip_csum, l4_csum) = self.csum.decode(status);
-                let meta = RxMeta {
+                metas[delivered] = RxMeta {
                     queue: self.queue,
                     len: len as u16,
                     rss_hash: self.ring.read_u32(off + RX_WB_RSS),
@@ -206,31 +245,37 @@ impl<R: RegIo, const N: usize> AdvRxQueue<R, N> {
                     ip_csum,
                     l4_csum,
                 };
-                // SAFETY: DD is set and the descriptor is not handed back until `arm` and
-                // the tail write below, so the device does not write buffer `i` while the
-                // closure holds the slice (the slice cannot escape the closure call).
-                let frame = unsafe { self.bufs.bytes(i * BUF_SIZE, len) };
-                f(frame, meta);
-                self.stats.packets += 1;
-                self.stats.bytes += len as u64;
+                // SAFETY: DD is set, and neither this descriptor nor any other taken here is
+                // handed back before the `arm` calls and the tail write below, after `f` has
+                // returned; `frames` dies before them and `f` cannot keep its slices (they
+                // are borrowed for the call only), so the device does not write buffer `i`
+                // while any slice of it lives.
+                frames[delivered] = unsafe { self.bufs.bytes(i * BUF_SIZE, len) };
                 delivered += 1;
             } else {
                 // Frames longer than one buffer are not expected (no jumbo): drop all parts.
                 self.stats.errors += 1;
                 self.in_fragment = !eop;
             }
-            self.arm(i);
-            last = i;
-            self.next = (i + 1) & (N - 1);
             processed += 1;
         }
+        if delivered > 0 {
+            f(&frames[..delivered], &metas[..delivered]);
+            self.stats.packets += delivered as u64;
+            self.stats.bytes += metas[..delivered].iter().map(|m| m.len as u64).sum::<u64>();
+        }
         if processed > 0 {
+            for k in 0..processed {
+                self.arm((first + k) & (N - 1));
+            }
+            self.next = (first + processed) & (N - 1);
             // Descriptor writes must be visible before the device sees the new tail. The
             // tail stays one behind the last re-armed descriptor (RDT == RDH means empty).
             fence(Ordering::Release);
-            self.regs.write32(self.rdt, last as u32);
+            self.regs
+                .write32(self.rdt, ((first + processed - 1) & (N - 1)) as u32);
         }
-        delivered
+        (processed, delivered)
     }
 }
 
@@ -376,6 +421,9 @@ impl<R: RegIo, const N: usize> AdvTxQueue<R, N> {
 impl<R: RegIo + Send, const N: usize> crate::NicRx for AdvRxQueue<R, N> {
     fn rx_batch<F: FnMut(&[u8], RxMeta)>(&mut self, f: F) -> usize {
         AdvRxQueue::rx_batch(self, f)
+    }
+    fn rx_batch_frames<F: FnMut(&[&[u8]], &[RxMeta])>(&mut self, f: F) -> usize {
+        AdvRxQueue::rx_batch_frames(self, f)
     }
 }
 

@@ -433,43 +433,73 @@ impl<R: RegIo, const N: usize> VirtioRx<R, N> {
         self.stats
     }
 
-    /// Receives up to [`RX_BATCH`] frames (virtio-net header stripped), re-posting each
-    /// buffer in place, then publishes and notifies once.
+    /// Receives up to [`RX_BATCH`] frames (virtio-net header stripped), calling `f` for
+    /// each, then re-posts the buffers in place and publishes and notifies once.
     pub fn rx_batch<F: FnMut(&[u8], RxMeta)>(&mut self, mut f: F) -> usize {
+        self.rx_batch_frames(|frames, metas| {
+            for (frame, meta) in frames.iter().zip(metas) {
+                f(frame, *meta);
+            }
+        })
+    }
+
+    /// Receives up to [`RX_BATCH`] frames (virtio-net header stripped) and hands them to
+    /// `f` all at once (bytes valid until `f` returns, metadata index for index), then
+    /// re-posts every buffer taken in place and publishes and notifies once. Returns the
+    /// number of frames delivered; `f` is not called when there are none.
+    pub fn rx_batch_frames<F: FnMut(&[&[u8]], &[RxMeta])>(&mut self, mut f: F) -> usize {
+        // Every buffer taken (re-posted at the end, in this order), and the frames among them.
+        let mut taken = [0u16; RX_BATCH];
+        let mut bufs = [0u16; RX_BATCH];
+        let mut metas = [RxMeta::default(); RX_BATCH];
         let mut n = 0;
         let mut processed = 0;
         while processed < RX_BATCH {
             let Some((id, len)) = self.vq.pop_used() else {
                 break;
             };
+            taken[processed] = id;
+            processed += 1;
             let i = id as usize;
             let len = (len as usize).min(BUF_SIZE);
             if len > NET_HDR_LEN {
-                let flen = len - NET_HDR_LEN;
                 // SAFETY: the device returned buffer `i` in the used ring and it is not
-                // re-posted until after the closure returns.
-                let frame = unsafe { self.bufs.bytes(i * BUF_SIZE + NET_HDR_LEN, flen) };
-                // SAFETY: as above; the header's first byte is its `flags`.
+                // re-posted before the end of this call; the header's first byte is its
+                // `flags`, read here only.
                 let flags = unsafe { self.bufs.bytes(i * BUF_SIZE, 1) }[0];
-                f(
-                    frame,
-                    RxMeta {
-                        queue: 0,
-                        len: flen as u16,
-                        l4_csum: l4_check(flags),
-                        ..RxMeta::default()
-                    },
-                );
-                self.stats.packets += 1;
-                self.stats.bytes += flen as u64;
+                metas[n] = RxMeta {
+                    queue: 0,
+                    len: (len - NET_HDR_LEN) as u16,
+                    l4_csum: l4_check(flags),
+                    ..RxMeta::default()
+                };
+                bufs[n] = id;
                 n += 1;
             } else {
                 self.stats.errors += 1;
             }
-            self.vq.push_avail(id);
-            processed += 1;
+        }
+        if n > 0 {
+            let mut frames: [&[u8]; RX_BATCH] = [&[]; RX_BATCH];
+            for ((frame, &id), meta) in frames.iter_mut().zip(&bufs).zip(&metas).take(n) {
+                // SAFETY: the device returned buffer `id` in the used ring (taken above) and
+                // no buffer taken is re-posted until the `push_avail` calls below, after `f`
+                // has returned; `frames` dies before them and `f` cannot keep its slices
+                // (borrowed for the call only), so the device does not write the buffer
+                // while any slice of it lives.
+                *frame = unsafe {
+                    self.bufs
+                        .bytes(id as usize * BUF_SIZE + NET_HDR_LEN, meta.len as usize)
+                };
+            }
+            f(&frames[..n], &metas[..n]);
+            self.stats.packets += n as u64;
+            self.stats.bytes += metas[..n].iter().map(|m| m.len as u64).sum::<u64>();
         }
         if processed > 0 {
+            for &id in &taken[..processed] {
+                self.vq.push_avail(id);
+            }
             self.vq.publish();
             if self.vq.device_wants_notify() {
                 self.regs.write16(self.notify, 0);
@@ -546,6 +576,9 @@ impl<R: RegIo, const N: usize> VirtioTx<R, N> {
 impl<R: RegIo + Send, const N: usize> crate::NicRx for VirtioRx<R, N> {
     fn rx_batch<F: FnMut(&[u8], RxMeta)>(&mut self, f: F) -> usize {
         VirtioRx::rx_batch(self, f)
+    }
+    fn rx_batch_frames<F: FnMut(&[&[u8]], &[RxMeta])>(&mut self, f: F) -> usize {
+        VirtioRx::rx_batch_frames(self, f)
     }
 }
 

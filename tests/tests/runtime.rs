@@ -2,7 +2,10 @@
 //!
 //! * Tap mode: `flowmon` on 4 cores with a 4-queue igb watches generated traffic (IPv6,
 //!   reordering, loss); its JSON lines, as a sorted set, are exactly the lines
-//!   `cargo ferrule flows` prints for the same capture on the host.
+//!   `cargo ferrule flows` prints for the same capture on the host; each core's summary
+//!   gives its monitor's cycles per frame, a part of its loop's. On one core, a run that
+//!   ends with more open connections than its log ring holds loses only some of their
+//!   lines, counted, never the summary.
 //! * Inline mode: `passthrough` on an igb pair and on a virtio-net pair, with each
 //!   connection's client frames injected on port 0 and its server frames on port 1 (plus
 //!   non-TCP frames on both): every frame comes out of the other port byte-identical, nothing
@@ -34,6 +37,24 @@ fn frames_received(lines: &[String]) -> u64 {
             _ => None,
         })
         .sum()
+}
+
+/// A core's cost figures from its summary line: (`monitor_cycles/frame`, `cycles/frame`).
+/// The monitor's cycles are measured inside the loop's busy time, over the same frames, so
+/// they are never more; both are 0 exactly when the core received nothing.
+fn cycle_figures(l: &str) -> (u64, u64) {
+    let w: Vec<&str> = l.split_whitespace().collect();
+    let at = |name: &str| {
+        let i = w
+            .iter()
+            .position(|x| *x == name)
+            .unwrap_or_else(|| panic!("{name}: {l}"));
+        w[i + 1].parse::<u64>().unwrap()
+    };
+    let (monitor, all) = (at("monitor_cycles/frame"), at("cycles/frame"));
+    assert!(monitor <= all, "{l}");
+    assert_eq!(monitor == 0, all == 0, "{l}");
+    (monitor, all)
 }
 
 #[test]
@@ -82,12 +103,86 @@ fn tap_mode_on_four_queues_prints_exactly_the_host_flows_lines() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(cores.len(), 4, "{}", vm.report());
+    // Each of them measured its monitor's share of the loop.
+    let costs: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l.starts_with("appliance: core ") && l.contains(" monitor_cycles/frame "))
+        .map(|l| cycle_figures(l))
+        .collect();
+    assert_eq!(costs.len(), 4, "{}", vm.report());
+    assert!(costs.iter().all(|&(m, _)| m > 0), "{}", vm.report());
     let mut got: Vec<String> = lines
         .into_iter()
         .filter(|l| l.starts_with("{\"client\""))
         .collect();
     got.sort();
     assert_eq!(got, want, "console:\n{}", vm.report());
+}
+
+/// The end of a run can print more than a core's log ring holds (flowmon: one line per
+/// connection still open); the summary lines come after those and are never the ones lost.
+#[test]
+fn the_summary_survives_a_log_ring_overflow_at_the_end_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GenConfig {
+        flows: 300,
+        concurrent: 300,
+        exchanges: 1,
+        max_resp_segs: 1,
+        open_pct: 100.0,
+        seed: 23,
+        ..GenConfig::default()
+    };
+    let (pcap, packets) = generate(dir.path(), &cfg);
+    // Fewer frames than the ring has descriptors: none can be lost on the way in.
+    assert!(packets < 4096, "{packets}");
+    let (want, _) = flow_lines_of(&Capture::load(&pcap).unwrap(), DEFAULT_MAX_FLOWS).unwrap();
+    let want: HashSet<String> = want.into_iter().collect();
+    assert_eq!(want.len(), 300);
+    let mut vm = boot(
+        Config::kernel(app_elf("flowmon"))
+            .with_cores(1)
+            .with_nic(NicModel::Igb)
+            .with_timeout(timeout_for(Firmware::Direct) * 2),
+    );
+    vm.expect_line("`appliance: ready`", |l| l.starts_with("appliance: ready"));
+    assert_eq!(
+        vm.nic(0).send_pcap(&pcap).expect("inject the capture") as u64,
+        packets
+    );
+    vm.expect_exit(ExitStatus::Success);
+    let lines = vm.lines();
+    let report = vm.report();
+    assert_eq!(frames_received(&lines), packets, "{report}");
+    let printed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("{\"client\""))
+        .collect();
+    assert!(printed.iter().all(|l| want.contains(*l)), "{report}");
+    let dropped: usize = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("appliance: core 0 log lines dropped "))
+        .and_then(|n| n.parse().ok())
+        .expect("the log summary");
+    // The 300 lines overflowed the ring (so this tests what it says), and nothing but those
+    // was lost: every summary line is there.
+    assert!(dropped > 0, "{report}");
+    assert_eq!(printed.len() + dropped, 300, "{report}");
+    let costs: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l.starts_with("appliance: core 0 monitor_cycles/frame "))
+        .map(|l| cycle_figures(l))
+        .collect();
+    assert_eq!(costs.len(), 1, "{report}");
+    assert!(costs[0].0 > 0, "{report}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("appliance: core 0 checksums "))
+            .count(),
+        1,
+        "{report}"
+    );
 }
 
 #[test]
@@ -383,6 +478,7 @@ fn passthrough_forwards_both_ways(model: NicModel, cores: u32, window: Option<us
         eprintln!("{model:?}: {l}");
         assert!(l.contains(" tx_full 0 "), "{l}");
         assert!(l.contains(" fragments_not_held 0 "), "{l}");
+        cycle_figures(l);
         let w: Vec<&str> = l.split_whitespace().collect();
         let at = w.iter().position(|x| *x == "fragments_held").unwrap();
         held += w[at + 1].parse::<u64>().unwrap();

@@ -531,6 +531,242 @@ fn property_rx_ring_matches_fifo_model() {
     }
 }
 
+/// The write-back status word of descriptor `i` of the ring at `ring`.
+fn wb_status(hal: &FakeHal, ring: u64, i: usize) -> u32 {
+    u32::from_le_bytes(
+        hal.dma_read(ring + 16 * i as u64 + 8, 4)
+            .try_into()
+            .unwrap(),
+    )
+}
+
+/// `rx_batch_frames` hands a whole receive batch to the closure in one call, every frame's
+/// exact bytes and metadata index for index; the descriptors go back (re-armed with their
+/// own buffers, tail written) only after the closure returns. Both parts of a two-buffer
+/// frame are dropped, counted as errors and recycled like the rest.
+#[test]
+fn rx_batch_frames_hands_over_a_whole_batch_then_recycles() {
+    use crate::ring::{RX_STATUS_IPCS, RX_STATUS_L4CS};
+    use crate::CsumCheck::{Bad, Good, Unknown};
+    use crate::{RxMeta, RX_BATCH};
+    let (regs, hal) = (model(), FakeHal::new());
+    let mut parts = up(&regs, &hal, &IgbConfig::symmetric(1)).unwrap();
+    let mut dev = FakeRxDevice::new(&regs, rdbal(0), rdbah(0), rdlen(0), rdt(0));
+    let ring = regs.get(rdbal(0)) as u64 | (regs.get(rdbah(0)) as u64) << 32;
+    // The read format each descriptor holds while armed: its buffer's address, then 0.
+    let armed: Vec<Vec<u8>> = (0..RXN)
+        .map(|i| hal.dma_read(ring + 16 * i as u64, 16))
+        .collect();
+    let tail0 = regs.get(rdt(0));
+    assert_eq!(tail0 as usize, RXN - 1);
+    // 40 descriptors: frames 0..=2 with checksum results, a two-buffer frame, 35 more.
+    let checked = RX_STATUS_IPCS | RX_STATUS_L4CS;
+    let statuses = [
+        (0, (Unknown, Unknown)),
+        (checked, (Good, Good)),
+        (checked | 1 << 29, (Good, Bad)),
+    ];
+    let mut want: Vec<(Vec<u8>, RxMeta)> = Vec::new();
+    let meta = |id: u32, len: usize, (ip_csum, l4_csum)| RxMeta {
+        queue: 0,
+        len: len as u16,
+        rss_hash: id,
+        rss_type: 1,
+        vlan: 0,
+        ip_csum,
+        l4_csum,
+    };
+    for (id, (status, csum)) in statuses.into_iter().enumerate() {
+        let f = frame(id as u32, 60 + id);
+        assert!(dev.deliver_status(&hal, &regs, &f, id as u32, status));
+        want.push((f.clone(), meta(id as u32, f.len(), csum)));
+    }
+    assert!(dev.deliver_part(&hal, &regs, &frame(900, 2048), 900, false));
+    assert!(dev.deliver_part(&hal, &regs, &frame(901, 100), 900, true));
+    for id in 3..38u32 {
+        let f = frame(id, 60 + (id as usize * 37) % 1400);
+        assert!(dev.deliver(&hal, &regs, &f, id));
+        want.push((f.clone(), meta(id, f.len(), (Unknown, Unknown))));
+    }
+    // First batch: RX_BATCH descriptors, of which two are the dropped parts.
+    let q = &mut parts.rx[0];
+    let mut calls = 0;
+    let mut got: Vec<(Vec<u8>, RxMeta)> = Vec::new();
+    let n = q.rx_batch_frames(|frames, metas| {
+        calls += 1;
+        assert_eq!(frames.len(), metas.len());
+        // Nothing handed back yet: same tail, every descriptor taken still done.
+        assert_eq!(regs.get(rdt(0)), tail0);
+        for i in 0..RX_BATCH {
+            assert_eq!(wb_status(&hal, ring, i) & 1, 1, "descriptor {i}");
+        }
+        got.extend(frames.iter().zip(metas).map(|(f, m)| (f.to_vec(), *m)));
+    });
+    assert_eq!((calls, n), (1, RX_BATCH - 2));
+    assert_eq!(got, want[..RX_BATCH - 2]);
+    assert_eq!(regs.get(rdt(0)) as usize, RX_BATCH - 1);
+    for (i, read) in armed.iter().enumerate().take(RX_BATCH) {
+        assert_eq!(
+            &hal.dma_read(ring + 16 * i as u64, 16),
+            read,
+            "descriptor {i}"
+        );
+    }
+    assert_eq!(wb_status(&hal, ring, RX_BATCH) & 1, 1, "not taken yet");
+    let bytes = |w: &[(Vec<u8>, RxMeta)]| w.iter().map(|(f, _)| f.len() as u64).sum::<u64>();
+    assert_eq!(
+        q.stats(),
+        crate::ring::QueueStats {
+            packets: (RX_BATCH - 2) as u64,
+            bytes: bytes(&want[..RX_BATCH - 2]),
+            errors: 2,
+        }
+    );
+    // The rest, through the trait; then nothing (no call, no tail write).
+    got.clear();
+    let n = NicRx::rx_batch_frames(q, |frames, metas| {
+        calls += 1;
+        got.extend(frames.iter().zip(metas).map(|(f, m)| (f.to_vec(), *m)));
+    });
+    assert_eq!((calls, n), (2, 8));
+    assert_eq!(got, want[RX_BATCH - 2..]);
+    assert_eq!(regs.get(rdt(0)), 39);
+    let tail_writes = regs.writes_to(rdt(0)).len();
+    assert_eq!(q.rx_batch_frames(|_, _| calls += 1), 0);
+    assert_eq!(calls, 2);
+    assert_eq!(regs.writes_to(rdt(0)).len(), tail_writes);
+    assert_eq!(
+        q.stats(),
+        crate::ring::QueueStats {
+            packets: want.len() as u64,
+            bytes: bytes(&want),
+            errors: 2,
+        }
+    );
+    // Every descriptor taken was re-armed with its own buffer: the device can lap the ring.
+    for (i, read) in armed.iter().enumerate().take(40) {
+        assert_eq!(
+            &hal.dma_read(ring + 16 * i as u64, 16),
+            read,
+            "descriptor {i}"
+        );
+    }
+    assert_eq!(dev.room(&regs), RXN - 1);
+}
+
+/// What one descriptor the fake device wrote holds, for the reference model below.
+#[derive(Clone, Copy)]
+enum Desc {
+    Whole(u32, usize),
+    Part { last: bool },
+}
+
+/// Property test: random interleavings of deliveries (with two- and three-buffer frames)
+/// and calls of `rx_batch_frames`, `rx_batch` and `rx_batch_max` agree with a reference
+/// model of the ring (a FIFO of descriptors and the driver's drop-the-parts rule): the same
+/// frames in order, one closure call per batch that has frames, the same counters.
+#[test]
+fn property_rx_batch_frames_matches_the_descriptor_model() {
+    use std::collections::VecDeque;
+    for seed in 1..=10u64 {
+        let mut s = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
+        let mut rnd = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        let (regs, hal) = (model(), FakeHal::new());
+        let mut parts = up(&regs, &hal, &IgbConfig::symmetric(1)).unwrap();
+        regs.set_logging(false);
+        let mut dev = FakeRxDevice::new(&regs, rdbal(0), rdbah(0), rdlen(0), rdt(0));
+        let q = &mut parts.rx[0];
+        let mut ring: VecDeque<Desc> = VecDeque::new();
+        let mut in_fragment = false;
+        let (mut next, mut packets, mut bytes, mut errors) = (0u32, 0u64, 0u64, 0u64);
+        for _ in 0..300 {
+            for _ in 0..rnd(50) {
+                if rnd(8) == 0 {
+                    let k = 2 + rnd(2) as usize;
+                    if dev.room(&regs) < k {
+                        continue;
+                    }
+                    for p in 0..k {
+                        let last = p + 1 == k;
+                        assert!(dev.deliver_part(&hal, &regs, &frame(next, 2048), next, last));
+                        ring.push_back(Desc::Part { last });
+                    }
+                } else {
+                    let len = 60 + rnd(1400) as usize;
+                    if dev.deliver(&hal, &regs, &frame(next, len), next) {
+                        ring.push_back(Desc::Whole(next, len));
+                    } else {
+                        assert_eq!(ring.len(), RXN - 1, "device room matches the model");
+                    }
+                }
+                next += 1;
+            }
+            // The model: which descriptors the call takes and which frames it delivers.
+            let how = rnd(3);
+            let max = match how {
+                0 | 1 => crate::RX_BATCH,
+                _ => rnd(2 * crate::RX_BATCH as u64) as usize,
+            };
+            let mut want = Vec::new();
+            for _ in 0..max.min(RXN - 1).min(ring.len()) {
+                match ring.pop_front() {
+                    Some(Desc::Whole(id, len)) if !in_fragment => {
+                        want.push((id, len));
+                        packets += 1;
+                        bytes += len as u64;
+                    }
+                    Some(Desc::Whole(..)) => {
+                        errors += 1;
+                        in_fragment = false;
+                    }
+                    Some(Desc::Part { last }) => {
+                        errors += 1;
+                        in_fragment = !last;
+                    }
+                    None => unreachable!(),
+                }
+            }
+            let mut got = Vec::new();
+            let mut check = |f: &[u8], m: crate::RxMeta| {
+                assert_eq!(f, &frame(m.rss_hash, m.len as usize)[..]);
+                got.push((m.rss_hash, m.len as usize));
+            };
+            let n = match how {
+                0 => {
+                    let mut calls = 0;
+                    let n = q.rx_batch_frames(|frames, metas| {
+                        calls += 1;
+                        assert!(!frames.is_empty() && frames.len() <= crate::RX_BATCH);
+                        assert_eq!(frames.len(), metas.len());
+                        for (f, m) in frames.iter().zip(metas) {
+                            check(f, *m);
+                        }
+                    });
+                    assert_eq!(calls, usize::from(n > 0));
+                    n
+                }
+                1 => q.rx_batch(&mut check),
+                _ => q.rx_batch_max(max, &mut check),
+            };
+            assert_eq!(n, got.len());
+            assert_eq!(got, want, "seed {seed}");
+            assert_eq!(
+                q.stats(),
+                crate::ring::QueueStats {
+                    packets,
+                    bytes,
+                    errors
+                }
+            );
+        }
+    }
+}
+
 /// Family I350: the 82576's register sequence exactly, but only 8 queues, so the RETA spreads
 /// over queues 0..=7 and a ninth queue is refused before the device is touched.
 #[test]

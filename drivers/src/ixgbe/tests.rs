@@ -226,6 +226,17 @@ fn checksum_error_bits_are_ixgbes_not_igbs() {
     parts.rx[0].rx_batch(|_, m| got.push((m.ip_csum, m.l4_csum)));
     let want: Vec<_> = cases.iter().map(|c| c.1).collect();
     assert_eq!(got, want);
+    // The same through the whole-batch receive.
+    for (status, _) in cases {
+        assert!(dev.deliver_status(&hal, &regs, &[7u8; 64], 0, status));
+    }
+    got.clear();
+    let n = parts.rx[0].rx_batch_frames(|frames, metas| {
+        assert!(frames.iter().all(|f| *f == [7u8; 64]));
+        got.extend(metas.iter().map(|m| (m.ip_csum, m.l4_csum)));
+    });
+    assert_eq!(n, cases.len());
+    assert_eq!(got, want);
 }
 
 #[test]
