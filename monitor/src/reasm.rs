@@ -948,6 +948,7 @@ impl SideState {
     /// Hand `len` bytes from `off` (`base <= off`, `off + len <=` end of its fragment) to `f`
     /// in place, one slice per chunk they lie in. Returns the position reached, for
     /// [`SideState::set_finger`].
+    #[inline]
     pub fn visit(
         &self,
         pool: &Pool<'_>,
