@@ -271,6 +271,23 @@ impl SideState {
             return true;
         }
         let cs = CHUNK_SIZE as u64;
+        // Most often the bytes fit in the tail chunk, which holds the in-order end: one copy,
+        // no chunk to take (the state left is what the steps below leave).
+        let rel = s - self.base;
+        let k = (rel / cs) as u32;
+        if k + 1 == self.nchunks && k < cap_chunks && !data.is_empty() {
+            let at = (rel % cs) as usize;
+            if let Some(dst) = pool
+                .chunks
+                .get_mut(self.tail as usize)
+                .and_then(|c| c.get_mut(at..at + data.len()))
+            {
+                dst.copy_from_slice(data);
+                self.set_finger((k, self.tail));
+                self.cont_end = e;
+                return true;
+            }
+        }
         let want = (e - self.base).div_ceil(cs);
         if want > cap_chunks as u64 || want > self.nchunks as u64 + pool.nfree as u64 {
             return false;
