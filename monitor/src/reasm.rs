@@ -254,7 +254,7 @@ impl SideState {
     /// Fast path for the common case: `[s, s + data.len())` starts exactly at the in-order end,
     /// there are no islands, it fits the capacity and the pool. Stores it and returns true;
     /// returns false (having changed nothing) when the general path is needed.
-    #[inline]
+    #[inline(always)]
     pub fn append_in_order(
         &mut self,
         pool: &mut Pool<'_>,
@@ -272,7 +272,7 @@ impl SideState {
         }
         let cs = CHUNK_SIZE as u64;
         // Most often the bytes fit in the tail chunk, which holds the in-order end: one copy,
-        // no chunk to take (the state left is what the steps below leave).
+        // no chunk to take (the state left is what `append_chunks` leaves).
         let rel = s - self.base;
         let k = (rel / cs) as u32;
         if k + 1 == self.nchunks && k < cap_chunks && !data.is_empty() {
@@ -288,6 +288,15 @@ impl SideState {
                 return true;
             }
         }
+        self.append_chunks(pool, s, data, cap_chunks)
+    }
+
+    /// [`SideState::append_in_order`] of bytes that reach past the tail chunk (or of none):
+    /// takes the chunks they need, then copies them.
+    #[inline(never)]
+    fn append_chunks(&mut self, pool: &mut Pool<'_>, s: u64, data: &[u8], cap_chunks: u32) -> bool {
+        let cs = CHUNK_SIZE as u64;
+        let e = s + data.len() as u64;
         let want = (e - self.base).div_ceil(cs);
         if want > cap_chunks as u64 || want > self.nchunks as u64 + pool.nfree as u64 {
             return false;
