@@ -254,7 +254,7 @@ impl SideState {
     /// Fast path for the common case: `[s, s + data.len())` starts exactly at the in-order end,
     /// there are no islands, it fits the capacity and the pool. Stores it and returns true;
     /// returns false (having changed nothing) when the general path is needed.
-    #[inline]
+    #[inline(always)]
     pub fn append_in_order(
         &mut self,
         pool: &mut Pool<'_>,
@@ -271,26 +271,12 @@ impl SideState {
             return true;
         }
         let cs = CHUNK_SIZE as u64;
-        let want = (e - self.base).div_ceil(cs);
-        if want > cap_chunks as u64 || want > self.nchunks as u64 + pool.nfree as u64 {
-            return false;
-        }
-        while (self.nchunks as u64) < want {
-            let Some(c) = pool.alloc() else { return false };
-            if self.tail == NONE {
-                self.head = c;
-            } else {
-                pool.set_next(self.tail, c);
-            }
-            self.tail = c;
-            self.nchunks += 1;
-        }
-        // Common case: the bytes fit in the tail chunk, so one straight copy (the state left is
-        // exactly what `write_at` leaves, finger included).
+        // Most often the bytes fit in the tail chunk, which holds the in-order end: one copy,
+        // no chunk to take (the state left is what `append_chunks` leaves).
         let rel = s - self.base;
         let k = (rel / cs) as u32;
-        let at = (rel % cs) as usize;
-        if k + 1 == self.nchunks && !data.is_empty() {
+        if k + 1 == self.nchunks && k < cap_chunks && !data.is_empty() {
+            let at = (rel % cs) as usize;
             if let Some(dst) = pool
                 .chunks
                 .get_mut(self.tail as usize)
@@ -302,8 +288,91 @@ impl SideState {
                 return true;
             }
         }
+        self.append_chunks(pool, s, data, cap_chunks)
+    }
+
+    /// [`SideState::append_in_order`] of bytes that reach past the tail chunk (or of none):
+    /// takes the chunks they need, then copies them.
+    #[inline(never)]
+    fn append_chunks(&mut self, pool: &mut Pool<'_>, s: u64, data: &[u8], cap_chunks: u32) -> bool {
+        let cs = CHUNK_SIZE as u64;
+        let e = s + data.len() as u64;
+        let want = (e - self.base).div_ceil(cs);
+        if want > cap_chunks as u64 || want > self.nchunks as u64 + pool.nfree as u64 {
+            return false;
+        }
+        let (old_tail, old_n) = (self.tail, self.nchunks);
+        while (self.nchunks as u64) < want {
+            let Some(c) = pool.alloc() else { return false };
+            if self.tail == NONE {
+                self.head = c;
+            } else {
+                pool.set_next(self.tail, c);
+            }
+            self.tail = c;
+            self.nchunks += 1;
+        }
+        if !data.is_empty() && self.copy_in_order(pool, s, data, old_tail, old_n) {
+            self.cont_end = e;
+            return true;
+        }
         self.write_at(pool, s, data);
         self.cont_end = e;
+        true
+    }
+
+    /// The copy of [`SideState::append_in_order`]: `data` (not empty) from `s`, the in-order
+    /// end, which lies in the chain's last chunk before the append (`old_tail`, of `old_n`
+    /// chunks) or at the start of the first chunk the append took; the chunks after it are
+    /// followed by their links, so no walk from the head and no division per chunk. Leaves the
+    /// finger on the chunk of `s`, where a reader that has read everything resumes. False
+    /// (having perhaps written some of the bytes, in place) if `s` lies elsewhere (chunks
+    /// held past the in-order end): `write_at` then writes them all.
+    #[inline]
+    fn copy_in_order(
+        &mut self,
+        pool: &mut Pool<'_>,
+        s: u64,
+        data: &[u8],
+        old_tail: u32,
+        old_n: u32,
+    ) -> bool {
+        let cs = CHUNK_SIZE as u64;
+        let rel = s - self.base;
+        let k = (rel / cs) as u32;
+        let at = (rel % cs) as usize;
+        let first = if k + 1 == old_n {
+            old_tail
+        } else if k == old_n {
+            if old_tail == NONE {
+                self.head
+            } else {
+                pool.next(old_tail)
+            }
+        } else {
+            NONE
+        };
+        let n = data.len().min(CHUNK_SIZE - at);
+        let Some(dst) = pool
+            .chunks
+            .get_mut(first as usize)
+            .and_then(|c| c.get_mut(at..at + n))
+        else {
+            return false;
+        };
+        dst.copy_from_slice(&data[..n]);
+        let mut rest = &data[n..];
+        let mut idx = first;
+        while !rest.is_empty() {
+            idx = pool.next(idx);
+            let n = rest.len().min(CHUNK_SIZE);
+            let Some(dst) = pool.chunks.get_mut(idx as usize) else {
+                return false;
+            };
+            dst[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        self.set_finger((k, first));
         true
     }
 
@@ -905,6 +974,7 @@ impl SideState {
     /// Hand `len` bytes from `off` (`base <= off`, `off + len <=` end of its fragment) to `f`
     /// in place, one slice per chunk they lie in. Returns the position reached, for
     /// [`SideState::set_finger`].
+    #[inline]
     pub fn visit(
         &self,
         pool: &Pool<'_>,
@@ -990,5 +1060,130 @@ impl SideState {
     #[allow(dead_code)]
     pub fn chunks(&self) -> u32 {
         self.nchunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Stream byte at offset `o`.
+    fn byte(o: u64) -> u8 {
+        (o % 251) as u8 ^ (o >> 11) as u8
+    }
+
+    /// SplitMix64.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % n
+        }
+    }
+
+    /// The chain from the head, by its links (independent of the finger and the tail).
+    fn chain(s: &SideState, pool: &Pool<'_>) -> Vec<u32> {
+        let mut v = Vec::new();
+        let mut idx = s.head;
+        while idx != NONE {
+            v.push(idx);
+            idx = pool.next(idx);
+        }
+        v
+    }
+
+    /// Bytes `[from, to)` of the side, read off the chain walked from its head.
+    fn held(s: &SideState, pool: &Pool<'_>, from: u64, to: u64) -> Vec<u8> {
+        let c = chain(s, pool);
+        (from..to)
+            .map(|o| {
+                let rel = (o - s.base) as usize;
+                pool.chunk(c[rel / CHUNK_SIZE]).unwrap()[rel % CHUNK_SIZE]
+            })
+            .collect()
+    }
+
+    /// Appends segments of 0 to three chunks and a bit, starting anywhere in a chunk or on a
+    /// boundary, from an empty side, from one whose ring was released mid-chunk, and with a
+    /// stray chunk held past the in-order end (the general write). Checks every byte, the
+    /// chain, and where the finger is left: on the chunk of the segment's start when the
+    /// straight copy ran, on the last chunk written when `write_at` did.
+    #[test]
+    fn in_order_appends_store_every_byte_across_chunks() {
+        let cs = CHUNK_SIZE as u64;
+        let n = 64;
+        let mut chunks = vec![[0xeeu8; CHUNK_SIZE]; n];
+        let mut links = vec![NONE; n];
+        let mut fast = 0;
+        let mut general = 0;
+        for seed in 0..24u64 {
+            let mut rng = Rng(seed);
+            let mut pool = Pool::new(&mut chunks, &mut links);
+            let mut s = SideState::EMPTY;
+            if seed % 3 == 1 {
+                // As `release` leaves a side: the oldest byte mid-chunk, no chunk held.
+                s.cont_end = 5 * cs + 77;
+                s.release(&mut pool);
+                assert_eq!((s.base, s.skip), (5 * cs, 77));
+            }
+            let start = s.cont_end;
+            for step in 0..40 {
+                let room = (n as u64 - 2) * cs - (s.cont_end - s.base);
+                let len = match rng.below(4) {
+                    0 => cs - (s.cont_end - s.base) % cs, // up to the next boundary
+                    1 => 0,
+                    _ => rng.below(3 * cs + 2),
+                }
+                .min(room);
+                // Every seventh step of some seeds, a stray chunk past the in-order end.
+                let stray = seed % 3 == 2 && step % 7 == 3;
+                if stray {
+                    let c = pool.alloc().unwrap();
+                    if s.tail == NONE {
+                        s.head = c;
+                    } else {
+                        pool.set_next(s.tail, c);
+                    }
+                    s.tail = c;
+                    s.nchunks += 1;
+                }
+                let at = s.cont_end;
+                let data: Vec<u8> = (at..at + len).map(byte).collect();
+                let k = ((at - s.base) / cs) as u32;
+                let old_n = s.nchunks;
+                assert!(s.append_in_order(&mut pool, at, &data, n as u32));
+                assert_eq!(s.cont_end, at + len);
+                let c = chain(&s, &pool);
+                assert_eq!(c.len() as u32, s.nchunks);
+                assert_eq!(c.last().copied().unwrap_or(NONE), s.tail);
+                assert!(s.nchunks as u64 >= (s.cont_end - s.base).div_ceil(cs));
+                let (fk, fi) = s.finger;
+                if fi != NONE {
+                    assert_eq!(c[fk as usize], fi, "the finger names its chunk");
+                }
+                if len > 0 {
+                    let last = ((at + len - 1 - s.base) / cs) as u32;
+                    if k + 1 < old_n {
+                        general += 1;
+                        assert_eq!(fk, last, "write_at leaves the finger on its last chunk");
+                    } else {
+                        fast += 1;
+                        assert_eq!(fk, k, "the straight copy leaves it on the first");
+                    }
+                }
+                // The segment and the chunk before it (nothing written before the start).
+                let from = at.saturating_sub(cs).max(start);
+                let want: Vec<u8> = (from..s.cont_end).map(byte).collect();
+                assert_eq!(held(&s, &pool, from, s.cont_end), want, "seed {seed}");
+            }
+            let want: Vec<u8> = (start..s.cont_end).map(byte).collect();
+            assert_eq!(held(&s, &pool, start, s.cont_end), want, "seed {seed}");
+        }
+        assert!(fast > 500 && general > 5, "{fast} {general}");
     }
 }

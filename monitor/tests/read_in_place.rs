@@ -111,11 +111,22 @@ fn byte(o: u64) -> u8 {
 /// server acknowledging everything sent after each pair. Returns the frames and the lost
 /// ranges.
 fn stream(c: &Conn, total: u64, loss_in_100: u64, seed: u64) -> (Vec<Vec<u8>>, Vec<(u64, u64)>) {
+    stream_of(c, total, 1460, loss_in_100, seed)
+}
+
+/// [`stream`] with segments of 1..=`mss` bytes.
+fn stream_of(
+    c: &Conn,
+    total: u64,
+    mss: u64,
+    loss_in_100: u64,
+    seed: u64,
+) -> (Vec<Vec<u8>>, Vec<(u64, u64)>) {
     let mut rng = Rng(seed);
     let mut segs = Vec::new();
     let mut off = 0;
     while off < total {
-        let len = (1 + rng.below(1460)).min(total - off);
+        let len = (1 + rng.below(mss)).min(total - off);
         segs.push((off, len));
         off += len;
     }
@@ -254,4 +265,39 @@ fn in_place_and_peek_agree_when_the_ring_overwrites_unread_bytes() {
     // The last batches' bytes are not read (no CONN_NEW_DATA call reads them).
     let f_total = read + missed;
     assert!(f_total <= total && total - f_total < 8 * 1460, "{f_total}");
+}
+
+#[test]
+fn in_place_and_peek_agree_on_segments_spanning_several_chunks() {
+    // Segments of up to 4 chunks and a bit (TSO-sized): an in-order one is copied chunk after
+    // chunk by its links, and leaves the finger on its first chunk, where the reader resumes.
+    let c = Conn::v4(0xffff_f000, 9);
+    let total = 400_000;
+    let mss = 4 * CHUNK_SIZE as u64 + 100;
+    let (frames, lost) = stream_of(&c, total, mss, 3, 5);
+    let lost_bytes: u64 = lost.iter().map(|&(_, l)| l).sum();
+    assert!(!lost.is_empty());
+    for (max, every) in [
+        (CHUNK_SIZE / 2, 1),
+        (3 * CHUNK_SIZE, 1),
+        (20_000, 1),
+        (5000, 3),
+    ] {
+        let (peek, l1) = run(&frames, Reader::new(false, max, every), 64 * 1024);
+        let (inplace, l2) = run(&frames, Reader::new(true, max, every), 64 * 1024);
+        assert_eq!(peek.log, inplace.log, "max {max} every {every}");
+        assert_eq!(l1, l2);
+        let (read, jumps) = check_log(&inplace.log);
+        if every == 1 {
+            assert_eq!(l1, lost_bytes);
+            assert_eq!(read, total - lost_bytes);
+            assert_eq!(jumps, holes(&lost));
+        }
+        if max >= 3 * CHUNK_SIZE {
+            assert!(
+                inplace.slices.iter().any(|&(_, k)| k >= 3),
+                "reads over 3 chunks"
+            );
+        }
+    }
 }

@@ -70,6 +70,7 @@ impl<F> Core<'_, F> {
 
     /// `peek` without the copy: the bytes go to `f` (their position in the read, then the
     /// slice), in place in the chunks that hold them.
+    #[inline]
     pub(super) fn peek_in_place(
         &mut self,
         h: FlowHandle,
@@ -220,6 +221,7 @@ impl<F> Ctx<'_, '_, F> {
     /// hole lost at the tap), but instead of a copy, `f` gets the bytes as slices of the ring,
     /// in stream order, one per chunk they lie in (at most `max / CHUNK_SIZE + 2` slices).
     /// Returns the bytes handed over; `Ok(0)`: nothing new.
+    #[inline]
     pub fn read_in_place(
         &mut self,
         flow: FlowHandle,
