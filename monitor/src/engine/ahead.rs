@@ -100,10 +100,11 @@ impl Seen {
 #[derive(Debug)]
 pub(super) struct Ahead {
     pub seen: [Seen; READ_AHEAD],
-    /// Frames remembered.
-    pub n: u8,
+    /// Frames remembered. (Both full words: `frame_with` stores `at` and the next one loads
+    /// both; bytes next to each other were loaded as one word, a store-forwarding stall.)
+    pub n: usize,
     /// The next one expected.
-    pub at: u8,
+    pub at: usize,
 }
 
 /// What `frame_with` may reuse of a frame.
@@ -130,11 +131,11 @@ impl Ahead {
     #[inline]
     pub fn take(&mut self, frame: &[u8]) -> Reuse {
         let (addr, len) = (frame.as_ptr() as usize, frame.len());
-        let n = (self.n as usize).min(READ_AHEAD);
-        for i in self.at as usize..n {
+        let n = self.n.min(READ_AHEAD);
+        for i in self.at..n {
             let s = &self.seen[i];
             if s.addr == addr && s.len == len {
-                self.at = (i + 1) as u8;
+                self.at = i + 1;
                 return match s.kept {
                     KEPT_PARSE if same_prefix(frame, &s.hdr, s.p.payload_off) => Reuse::Parse(i),
                     KEPT_NOTHING => Reuse::Nothing,

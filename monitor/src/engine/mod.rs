@@ -478,9 +478,20 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     pub fn read_ahead<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>) {
         let core = &mut self.core;
         let mask = core.index.len() - 1;
+        // Pass 0: the frames' headers (their first two lines), which pass 1 reads next.
+        let mut list: [&'f [u8]; READ_AHEAD] = [&[]; READ_AHEAD];
         let mut n = 0;
-        for (s, f) in core.ahead.seen.iter_mut().zip(frames) {
+        for (l, f) in list.iter_mut().zip(frames) {
+            *l = f;
             n += 1;
+            if let Some(h) = f.first() {
+                prefetch::line(h);
+            }
+            if let Some(h) = f.get(64) {
+                prefetch::line(h);
+            }
+        }
+        for (s, &f) in core.ahead.seen.iter_mut().zip(&list[..n]) {
             s.addr = f.as_ptr() as usize;
             s.len = f.len();
             s.kept = ahead::KEPT_NOTHING;
@@ -522,7 +533,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 _ => ahead::KEPT_KEY,
             };
         }
-        core.ahead.n = n as u8;
+        core.ahead.n = n;
         core.ahead.at = 0;
         for s in core.ahead.seen[..n].iter() {
             if s.kept == ahead::KEPT_NOTHING {

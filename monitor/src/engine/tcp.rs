@@ -72,19 +72,18 @@ pub(super) fn process_tcp<M: Middlebox>(
     k: &Keyed,
     t: &Tcp<'_>,
 ) {
-    let Keyed {
-        key,
-        sender_is_a,
-        hash,
-    } = *k;
+    // (The key is read where it is, not copied: a copy loads it with other widths than the
+    // caller just stored it with, a store-forwarding stall on every packet.)
+    let key = &k.key;
+    let (sender_is_a, hash) = (k.sender_is_a, k.hash);
     let fr = Some(frame);
     let mut fresh = false;
     // The client-is-`a` bit of the alias key, for a packet found through the flow's alias.
     let mut alias_cia = None;
-    let found = match flow::lookup(core.index, core.flows, &key, hash) {
+    let found = match flow::lookup(core.index, core.flows, key, hash) {
         Some(s) => Some(s),
         // The primary lookup missed: a reply to a rewritten tuple finds its flow here.
-        None => rewrite::lookup_alias(core, &key, hash).map(|(s, cia)| {
+        None => rewrite::lookup_alias(core, key, hash).map(|(s, cia)| {
             alias_cia = Some(cia);
             s
         }),
@@ -93,7 +92,7 @@ pub(super) fn process_tcp<M: Middlebox>(
         Some(s) => s,
         None => {
             if t.syn && !t.ack_flag && !t.rst {
-                let Some(s) = create_flow(mb, core, key, hash, sender_is_a, false) else {
+                let Some(s) = create_flow(mb, core, *key, hash, sender_is_a, false) else {
                     core.counters.dropped[DropReason::Orphan as usize] += 1;
                     return;
                 };
@@ -113,7 +112,7 @@ pub(super) fn process_tcp<M: Middlebox>(
                     true
                 };
                 let client_is_a = sender_is_a == sender_is_client;
-                let Some(s) = create_flow(mb, core, key, hash, client_is_a, true) else {
+                let Some(s) = create_flow(mb, core, *key, hash, client_is_a, true) else {
                     core.counters.dropped[DropReason::Orphan as usize] += 1;
                     return;
                 };
