@@ -118,6 +118,8 @@ enum Feed {
     Plain,
     /// `read_ahead` of the batch, then `frame_with` of each.
     Ahead,
+    /// `read_ahead` of the batch before `begin_batch`.
+    AheadFirst,
     /// `read_ahead` of the batch in reverse order.
     Reversed,
     /// `read_ahead` of the batch with every third frame left out and other frames (copies of
@@ -140,9 +142,12 @@ fn run(frames: &[Vec<u8>], mode: Checksums, inline: bool, feed: Feed, rx: RxMeta
     for (b, batch) in frames.chunks(READ_AHEAD - 3).enumerate() {
         let t = 1_000 * b as u64;
         let mut bufs: Vec<Vec<u8>> = batch.to_vec();
+        if let Feed::AheadFirst = feed {
+            m.read_ahead(bufs.iter().map(|f| f.as_slice()));
+        }
         m.begin_batch(t);
         match feed {
-            Feed::Plain => {}
+            Feed::Plain | Feed::AheadFirst => {}
             Feed::Ahead => m.read_ahead(bufs.iter().map(|f| f.as_slice())),
             Feed::Reversed => m.read_ahead(bufs.iter().rev().map(|f| f.as_slice())),
             Feed::Mixed => {
@@ -246,7 +251,7 @@ fn read_ahead_changes_nothing() {
                         1
                     );
                 }
-                for feed in [Feed::Ahead, Feed::Reversed, Feed::Mixed] {
+                for feed in [Feed::Ahead, Feed::AheadFirst, Feed::Reversed, Feed::Mixed] {
                     let got = run(&frames, mode, inline, feed, rx);
                     assert_eq!(got, want, "{mode:?} inline {inline} {feed:?} {rx:?}");
                 }
