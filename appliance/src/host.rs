@@ -189,82 +189,86 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     let mut hold_table = vec![Held::EMPTY; hold_cap];
     let mut hold = FragHold::new(&mut hold_frames, &mut hold_table);
     let timeout = cfg.frag_timeout_us;
-    let mut in_batch = 0usize;
-    loop {
-        let (ts, f) = match reader.next_frame() {
-            Ok(Some(x)) => x,
-            Ok(None) => break,
+    // The reader reuses its buffer for each frame: a batch's frames are copied out, so that
+    // the monitor can read each group of READ_AHEAD ahead (parse, hash, prefetch) before
+    // processing it, as the appliance's per-core loop does.
+    let per_batch = s.batch.max(1);
+    let mut batch = Batch::default();
+    let mut done = false;
+    while !done {
+        match reader.next_frame() {
+            Ok(Some((ts, f))) => batch.push(ts, f),
+            Ok(None) => done = true,
             Err(e) => {
                 rep.damage = Some(e.to_string());
-                break;
+                done = true;
             }
-        };
-        if in_batch == 0 {
+        }
+        if batch.len() < per_batch && !(done && batch.len() > 0) {
+            continue;
+        }
+        if let Some(ts) = batch.first_ts() {
             mon.begin_batch(ts);
         }
-        in_batch += 1;
-        'frame: {
-            rep.frames += 1;
-            last_ts = ts;
-            if !inline {
-                let _ = mon.frame(f, ts);
-                break 'frame;
-            }
-            let before = marks(mon.counters());
-            let forward = match mon.frame(f, ts) {
-                Verdict::Forward => true,
-                Verdict::Drop => false,
-                Verdict::Rewritten(b) => {
-                    rep.rewritten += 1;
-                    put(&mut out, ts, b).map_err(werr)?;
-                    emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
-                    break 'frame;
-                }
-            };
-            let fate = fate(before, marks(mon.counters()));
-            let key = if fate == Fate::Whole {
-                None
-            } else {
-                frag_key(f)
-            };
-            match (fate, key) {
-                (Fate::Held, Some(k)) => {
-                    if hold.hold(k, 0, f, ts) {
-                        rep.held += 1;
-                        emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+        for group in batch.groups(monitor::READ_AHEAD) {
+            mon.read_ahead(group.iter().map(|&(_, f)| f));
+            for &(ts, f) in &group {
+                'frame: {
+                    rep.frames += 1;
+                    last_ts = ts;
+                    if !inline {
+                        let _ = mon.frame(f, ts);
                         break 'frame;
                     }
-                    rep.unheld += 1;
-                }
-                (Fate::Completed, Some(k)) if forward => {
-                    let mut res = Ok(());
-                    rep.forwarded += hold.release(&k, |_, b| {
-                        if res.is_ok() {
-                            res = put(&mut out, ts, b);
+                    let before = marks(mon.counters());
+                    let forward = match mon.frame(f, ts) {
+                        Verdict::Forward => true,
+                        Verdict::Drop => false,
+                        Verdict::Rewritten(b) => {
+                            rep.rewritten += 1;
+                            put(&mut out, ts, b).map_err(werr)?;
+                            emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+                            break 'frame;
                         }
-                    }) as u64;
-                    res.map_err(werr)?;
+                    };
+                    let fate = fate(before, marks(mon.counters()));
+                    let key = if fate == Fate::Whole {
+                        None
+                    } else {
+                        frag_key(f)
+                    };
+                    match (fate, key) {
+                        (Fate::Held, Some(k)) => {
+                            if hold.hold(k, 0, f, ts) {
+                                rep.held += 1;
+                                emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
+                                break 'frame;
+                            }
+                            rep.unheld += 1;
+                        }
+                        (Fate::Completed, Some(k)) if forward => {
+                            let mut res = Ok(());
+                            rep.forwarded += hold.release(&k, |_, b| {
+                                if res.is_ok() {
+                                    res = put(&mut out, ts, b);
+                                }
+                            }) as u64;
+                            res.map_err(werr)?;
+                        }
+                        (Fate::Completed, Some(k)) => rep.dropped += hold.discard(&k) as u64,
+                        _ => {}
+                    }
+                    if forward {
+                        rep.forwarded += 1;
+                        put(&mut out, ts, f).map_err(werr)?;
+                    } else {
+                        rep.dropped += 1;
+                    }
+                    emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
                 }
-                (Fate::Completed, Some(k)) => rep.dropped += hold.discard(&k) as u64,
-                _ => {}
             }
-            if forward {
-                rep.forwarded += 1;
-                put(&mut out, ts, f).map_err(werr)?;
-            } else {
-                rep.dropped += 1;
-            }
-            emit_injected(&mut mon, &mut out, ts, &mut rep).map_err(werr)?;
         }
-        if in_batch == s.batch {
-            in_batch = 0;
-            end_batch(
-                &mut mon, &mut out, &mut rep, &mut hold, inline, last_ts, timeout,
-            )
-            .map_err(werr)?;
-        }
-    }
-    if in_batch > 0 {
+        batch.clear();
         end_batch(
             &mut mon, &mut out, &mut rep, &mut hold, inline, last_ts, timeout,
         )
@@ -290,6 +294,51 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
         o.finish().map_err(werr)?;
     }
     Ok(rep)
+}
+
+/// The frames of one batch, copied one after the other into one buffer (kept from batch to
+/// batch: no allocation once it has grown).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (timestamp µs, end in `bytes`) per frame.
+    ends: Vec<(u64, usize)>,
+}
+
+impl Batch {
+    fn push(&mut self, ts: u64, frame: &[u8]) {
+        self.bytes.extend_from_slice(frame);
+        self.ends.push((ts, self.bytes.len()));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn first_ts(&self) -> Option<u64> {
+        self.ends.first().map(|&(ts, _)| ts)
+    }
+
+    /// The frames in groups of at most `n` (one `Vec` per group: host tool, not the packet
+    /// path).
+    fn groups(&self, n: usize) -> Vec<Vec<(u64, &[u8])>> {
+        let mut start = 0;
+        let all: Vec<(u64, &[u8])> = self
+            .ends
+            .iter()
+            .map(|&(ts, end)| {
+                let f = self.bytes.get(start..end).unwrap_or(&[]);
+                start = end;
+                (ts, f)
+            })
+            .collect();
+        all.chunks(n.max(1)).map(|c| c.to_vec()).collect()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
 /// The end of a receive batch: the monitor's, then (inline) the injected frames and the held

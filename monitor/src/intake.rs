@@ -427,7 +427,7 @@ impl ChecksumStats {
 
     /// Still checking under `mode`?
     #[inline]
-    fn checking(&self, mode: Checksums) -> bool {
+    pub(crate) fn checking(&self, mode: Checksums) -> bool {
         match mode {
             Checksums::Verify => true,
             Checksums::Ignore => false,
@@ -556,7 +556,20 @@ fn parse_l3_verified<'f>(
     st: &mut ChecksumStats,
 ) -> Result<L3<'f>, DropReason> {
     let l3 = parse_l3(frame)?;
-    let r = match &l3 {
+    verify_l3(frame, &l3, rx, mode, st)?;
+    Ok(l3)
+}
+
+/// The checks of [`parse_l3_verified`] on `l3`, the parse of `frame` (while checking).
+#[inline(never)]
+pub(crate) fn verify_l3(
+    frame: &[u8],
+    l3: &L3<'_>,
+    rx: RxMeta,
+    mode: Checksums,
+    st: &mut ChecksumStats,
+) -> Result<(), DropReason> {
+    let r = match l3 {
         L3::Tcp {
             addrs,
             seg,
@@ -587,11 +600,10 @@ fn parse_l3_verified<'f>(
             })
         }),
     };
-    let src = match &l3 {
+    let src = match l3 {
         L3::Tcp { addrs, .. } | L3::Frag { addrs, .. } => addrs,
     };
-    st.judge(mode, src, r)?;
-    Ok(l3)
+    st.judge(mode, src, r)
 }
 
 /// [`parse_tcp`] of a reassembled datagram, its TCP checksum verified over the whole datagram

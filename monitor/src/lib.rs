@@ -129,7 +129,7 @@
 //! assert_eq!(mon.counters().total_dropped(), 1); // too short for Ethernet
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod api;
 mod config;
@@ -139,6 +139,7 @@ mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
 mod intake;
+mod prefetch;
 mod reasm;
 
 pub use api::{

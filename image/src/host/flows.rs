@@ -103,8 +103,53 @@ impl std::fmt::Display for FlowsError {
 
 impl std::error::Error for FlowsError {}
 
-/// Frames handed to the monitor per receive batch (as a NIC queue would).
-const BATCH: usize = 32;
+/// Frames handed to the monitor per receive batch (as a NIC queue would), each read ahead
+/// as a whole.
+const BATCH: usize = monitor::READ_AHEAD;
+
+/// The frames of one batch, copied one after the other into one buffer (kept from batch to
+/// batch: no allocation once it has grown).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (timestamp µs, end in `bytes`) per frame.
+    frames: Vec<(u64, usize)>,
+}
+
+impl Batch {
+    fn push(&mut self, ts: u64, frame: &[u8]) {
+        self.bytes.extend_from_slice(frame);
+        self.frames.push((ts, self.bytes.len()));
+    }
+
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let mut start = 0;
+        self.frames.iter().map(move |&(ts, end)| {
+            let f = self.bytes.get(start..end).unwrap_or(&[]);
+            start = end;
+            (ts, f)
+        })
+    }
+
+    /// One monitor batch over the frames (`begin_batch` at the first one's time,
+    /// `read_ahead`, each frame, `end_batch`), then empty.
+    fn run<M: monitor::Middlebox>(&mut self, mon: &mut Monitor<'_, M>) {
+        if let Some(&(ts, _)) = self.frames.first() {
+            mon.begin_batch(ts);
+            mon.read_ahead(self.iter().map(|(_, f)| f));
+            for (ts, f) in self.iter() {
+                let _ = mon.frame(f, ts);
+            }
+            mon.end_batch();
+        }
+        self.bytes.clear();
+        self.frames.clear();
+    }
+}
 
 /// What a run over a capture produced besides its lines.
 pub struct Outcome {
@@ -135,27 +180,25 @@ pub fn flows_into<S: flowlog::Sink>(
     };
     let mut mon =
         Monitor::new(FlowLog::new(sink), cfg, storage.storage()).map_err(FlowsError::Config)?;
-    let mut in_batch = 0;
+    // The reader reuses its buffer for each frame: a batch's frames are copied out, so that
+    // the monitor can read the whole batch ahead (parse, hash, prefetch) before processing it.
+    let mut batch = Batch::default();
     let damage = loop {
-        match frames.next_frame() {
+        let (stop, damage) = match frames.next_frame() {
             Ok(Some((ts, frame))) => {
-                if in_batch == 0 {
-                    mon.begin_batch(ts);
-                }
-                let _ = mon.frame(frame, ts);
-                in_batch += 1;
-                if in_batch == BATCH {
-                    mon.end_batch();
-                    in_batch = 0;
-                }
+                batch.push(ts, frame);
+                (false, None)
             }
-            Ok(None) => break None,
-            Err(e) => break Some(e),
+            Ok(None) => (true, None),
+            Err(e) => (true, Some(e)),
+        };
+        if batch.len() == BATCH || (stop && batch.len() > 0) {
+            batch.run(&mut mon);
+        }
+        if stop {
+            break damage;
         }
     };
-    if in_batch > 0 {
-        mon.end_batch();
-    }
     mon.close_all();
     let c = mon.counters();
     let dropped: serde_json::Map<String, serde_json::Value> = monitor::DropReason::ALL

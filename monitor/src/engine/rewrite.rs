@@ -137,15 +137,26 @@ pub(super) fn on_packet<'t, F>(
 }
 
 /// After the callbacks of a frame: shift sequence numbers by the flow's deltas, re-key the
-/// flow if the client's packet was readdressed, then the deferred work.
+/// flow if the client's packet was readdressed, then the deferred work. Inlined: most frames
+/// were not modified and no flow has a delta, so this is two tests (and `settle`'s).
+#[inline(always)]
 pub(super) fn after_frame<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>, frame: &[u8]) {
-    if core.x.tab.is_empty() && core.x.raised.is_empty() {
+    if core.pkt.modified || core.x.deltas > 0 {
+        shift_and_rekey(core, frame);
+    }
+    // (Without a flow-extra table nothing is raised or reset: `settle` finds nothing.)
+    settle(mb, core);
+}
+
+/// [`after_frame`] for a modified frame, or while some flow has a delta.
+#[inline(never)]
+fn shift_and_rekey<F>(core: &mut Core<'_, F>, frame: &[u8]) {
+    if core.x.tab.is_empty() {
         return;
     }
     if let Some((slot, snd)) = core.x.cur {
         let live = core.flows.get(slot as usize).is_some_and(|f| f.live());
-        let touched = core.pkt.modified || core.x.deltas > 0;
-        if live && touched && !core.pkt.dropped && core.pkt.rewritable {
+        if live && !core.pkt.dropped && core.pkt.rewritable {
             if let Some(e) = core.x.tab.get(slot as usize) {
                 let (dseq, dack) = (e.delta[snd.index()], e.delta[snd.peer().index()]);
                 if dseq != 0 || dack != 0 {
@@ -168,7 +179,6 @@ pub(super) fn after_frame<M: Middlebox>(mb: &mut M, core: &mut Core<'_, M::Flow>
             }
         }
     }
-    settle(mb, core);
 }
 
 /// Add `dseq` to the frame's sequence number and take `dack` from its acknowledgment number.

@@ -7,7 +7,7 @@ use super::slots::{create_flow, ip_key};
 use super::Core;
 use crate::api::{ErrorReason, Event, Hook, LossCause, Middlebox, Side, TcpState};
 use crate::config::DropReason;
-use crate::flow::{self, CLIENT_IS_ENDPOINT_A, MONITORING_STOPPED, PICKED_UP};
+use crate::flow::{self, FlowKey, CLIENT_IS_ENDPOINT_A, MONITORING_STOPPED, PICKED_UP};
 use crate::intake::{Addrs, Tcp};
 use crate::reasm::{
     SideState, HAS_ORIGIN, PEER_FIN_SEEN, SENT_ACK, SENT_FIN, SENT_SYN, SENT_SYN_ACK,
@@ -18,23 +18,72 @@ pub(super) fn seq_ge(a: u32, b: u32) -> bool {
     a.wrapping_sub(b) as i32 >= 0
 }
 
+/// A segment's flow key, whether its sender is the key's endpoint `a`, and the key's hash.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Keyed {
+    pub key: FlowKey,
+    pub sender_is_a: bool,
+    pub hash: u64,
+}
+
+/// The [`Keyed`] of segment `t` between `addrs`; the hash is the one `read_ahead` computed
+/// for remembered frame `ahead` if its key is this one.
+#[inline(always)]
+pub(super) fn keyed<F>(
+    core: &Core<'_, F>,
+    addrs: &Addrs,
+    t: &Tcp<'_>,
+    ahead: Option<usize>,
+) -> Keyed {
+    let (key, sender_is_a) = ip_key(addrs, t);
+    let hash = match ahead.and_then(|i| core.ahead.hash_of(i, &key)) {
+        Some(h) => h,
+        None => key.hash(&core.cfg.hash_key),
+    };
+    Keyed {
+        key,
+        sender_is_a,
+        hash,
+    }
+}
+
+/// `t` without its payload (to be kept beyond the frame's lifetime).
+#[inline(always)]
+pub(super) fn without_payload(t: &Tcp<'_>) -> Tcp<'static> {
+    Tcp {
+        sport: t.sport,
+        dport: t.dport,
+        seq: t.seq,
+        ack: t.ack,
+        syn: t.syn,
+        ack_flag: t.ack_flag,
+        fin: t.fin,
+        rst: t.rst,
+        wscale: t.wscale,
+        window: t.window,
+        payload: &[],
+    }
+}
+
 pub(super) fn process_tcp<M: Middlebox>(
     mb: &mut M,
     core: &mut Core<'_, M::Flow>,
     frame: &[u8],
-    addrs: &Addrs,
+    k: &Keyed,
     t: &Tcp<'_>,
 ) {
-    let (key, sender_is_a) = ip_key(addrs, t);
-    let hash = key.hash(&core.cfg.hash_key);
+    // (The key is read where it is, not copied: a copy loads it with other widths than the
+    // caller just stored it with, a store-forwarding stall on every packet.)
+    let key = &k.key;
+    let (sender_is_a, hash) = (k.sender_is_a, k.hash);
     let fr = Some(frame);
     let mut fresh = false;
     // The client-is-`a` bit of the alias key, for a packet found through the flow's alias.
     let mut alias_cia = None;
-    let found = match flow::lookup(core.index, core.flows, &key, hash) {
+    let found = match flow::lookup(core.index, core.flows, key, hash) {
         Some(s) => Some(s),
         // The primary lookup missed: a reply to a rewritten tuple finds its flow here.
-        None => rewrite::lookup_alias(core, &key, hash).map(|(s, cia)| {
+        None => rewrite::lookup_alias(core, key, hash).map(|(s, cia)| {
             alias_cia = Some(cia);
             s
         }),
@@ -43,7 +92,7 @@ pub(super) fn process_tcp<M: Middlebox>(
         Some(s) => s,
         None => {
             if t.syn && !t.ack_flag && !t.rst {
-                let Some(s) = create_flow(mb, core, key, hash, sender_is_a, false) else {
+                let Some(s) = create_flow(mb, core, *key, hash, sender_is_a, false) else {
                     core.counters.dropped[DropReason::Orphan as usize] += 1;
                     return;
                 };
@@ -63,7 +112,7 @@ pub(super) fn process_tcp<M: Middlebox>(
                     true
                 };
                 let client_is_a = sender_is_a == sender_is_client;
-                let Some(s) = create_flow(mb, core, key, hash, client_is_a, true) else {
+                let Some(s) = create_flow(mb, core, *key, hash, client_is_a, true) else {
                     core.counters.dropped[DropReason::Orphan as usize] += 1;
                     return;
                 };
@@ -160,7 +209,7 @@ pub(super) fn process_tcp<M: Middlebox>(
         if !t.ack_flag && sender_done && f.sides[ri].rcv_isn != t.seq {
             core.counters.flows_closed += 1;
             end_flow(mb, core, slot, fr, snd);
-            return process_tcp(mb, core, frame, addrs, t);
+            return process_tcp(mb, core, frame, k, t);
         }
         let isn_known = f.sides[ri].has(HAS_ORIGIN);
         if isn_known
