@@ -1,6 +1,7 @@
 //! Ferrule's flow monitor: TCP flows, reassembly, events and the `ppeek`/`peek` API.
 //!
-//! `no_std`, no `unsafe`, no heap on the packet path, no panic on any input. It must not depend
+//! `no_std`, no heap on the packet path, no panic on any input, and no `unsafe` but one: the
+//! prefetch instruction in `prefetch.rs` (it measured faster than plain reads; BENCHMARKS.md). It must not depend
 //! on the kernel, the drivers or any hardware: the same code runs per core in the appliance and
 //! on a host over captures (`std` feature: `HostStorage`).
 //!
