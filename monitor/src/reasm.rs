@@ -221,6 +221,16 @@ impl SideState {
         finger: (0, NONE),
     };
 
+    /// A side at the start of a flow, with `flags` (the configuration's buffering and overlap
+    /// bits) set.
+    #[inline]
+    pub const fn fresh(flags: u16) -> SideState {
+        SideState {
+            flags,
+            ..SideState::EMPTY
+        }
+    }
+
     #[inline]
     pub fn has(&self, f: u16) -> bool {
         self.flags & f != 0
@@ -1040,6 +1050,25 @@ impl SideState {
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
         self.skip = (self.cont_end - self.base) as u16;
+    }
+
+    /// Return every chunk to the pool at the flow's end. Only what names chunks is cleared
+    /// (the slot is dead and is written whole when it is reused): cheaper than
+    /// [`SideState::release`], which keeps the side usable.
+    #[inline]
+    pub fn free_chunks(&mut self, pool: &mut Pool<'_>) {
+        let mut idx = self.head;
+        while idx != NONE {
+            let n = pool.next(idx);
+            pool.release(idx);
+            idx = n;
+        }
+        self.head = NONE;
+        self.tail = NONE;
+        self.nchunks = 0;
+        if self.island_chunk != NONE {
+            self.release_islands(pool);
+        }
     }
 
     /// Stream bytes this side holds (the in-order run from the oldest byte kept, and the

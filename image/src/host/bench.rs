@@ -61,10 +61,32 @@ pub struct BenchArgs {
     /// Skip the churn mix.
     #[arg(long)]
     pub skip_churn: bool,
-    /// Only the monitor (in place) on the bench mix: for profiles (`valgrind --tool=callgrind
-    /// --toggle-collect='*host::engine::run*'`) and quick before/after checks.
+    /// Only the monitor (in place) on one mix (`--mix`): for profiles (`valgrind
+    /// --tool=callgrind --toggle-collect='*host::engine::run*'`) and quick before/after checks.
     #[arg(long)]
     pub monitor_only: bool,
+    /// The mix `--monitor-only` runs: `bench` (scaled by `--flows`/`--concurrent`) or `churn`
+    /// (scaled by `--churn-flows`).
+    #[arg(long, value_enum, default_value_t = Mix::Bench, requires = "monitor_only")]
+    pub mix: Mix,
+}
+
+/// A capture `--monitor-only` can run alone.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    /// The bench mix.
+    Bench,
+    /// The short-flow churn mix.
+    Churn,
+}
+
+impl Mix {
+    fn label(self) -> &'static str {
+        match self {
+            Mix::Bench => "bench",
+            Mix::Churn => "churn",
+        }
+    }
 }
 
 /// One engine's best run on one capture.
@@ -190,7 +212,7 @@ fn specs(a: &BenchArgs) -> Vec<Spec> {
             nids_streams: 1 << 17,
         },
     ];
-    if !a.skip_churn {
+    if !a.skip_churn || (a.monitor_only && a.mix == Mix::Churn) {
         let flows = a.churn_flows.max(10);
         let concurrent = (flows / 10) as u32;
         v.push(Spec {
@@ -299,7 +321,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
     let mut extra = Extra::default();
     let mut specs = specs(a);
     if a.monitor_only {
-        specs.truncate(1);
+        specs.retain(|s| s.label == a.mix.label());
     }
     for spec in specs {
         let Spec { label, cfg, .. } = &spec;
@@ -382,6 +404,9 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
                 MAIN.engine(),
                 measures[0].secs * 1e9 / stats.packets as f64
             );
+            if label == "churn" {
+                let _ = std::fs::remove_file(&path);
+            }
             return Ok(());
         }
         if label == "bench" {

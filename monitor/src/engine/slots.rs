@@ -8,7 +8,7 @@ use crate::flow::{
     self, FlowKey, FlowSlot, CLIENT_IS_ENDPOINT_A, FLOW_LIVE, IN_NEW_DATA_LIST, NONE, PICKED_UP,
 };
 use crate::intake::{Addrs, Tcp};
-use crate::reasm::{BUFFERING_OFF, LAST_COPY_WINS};
+use crate::reasm::{SideState, BUFFERING_OFF, LAST_COPY_WINS};
 
 /// How much a flow is worth keeping when the table is full (lower: evicted first).
 ///
@@ -100,31 +100,32 @@ pub(super) fn create_flow<M: Middlebox>(
     picked: bool,
 ) -> Option<u32> {
     let i = alloc_slot(mb, core)?;
-    let cfg = core.cfg;
-    let f = &mut core.flows[i as usize];
-    let gen = f.gen;
-    let pend = f.flags & IN_NEW_DATA_LIST;
-    let pend_next = f.pend_next;
-    *f = FlowSlot::EMPTY;
-    f.gen = gen;
-    f.pend_next = pend_next;
-    f.key = key;
-    f.hash = hash as u32;
-    f.last_seen = flow::tick_of(core.now);
-    f.born = core.counters.flows_created as u32;
-    f.flags = FLOW_LIVE
-        | pend
-        | if client_is_a { CLIENT_IS_ENDPOINT_A } else { 0 }
-        | if picked { PICKED_UP } else { 0 };
-    for s in f.sides.iter_mut() {
-        if !cfg.buffering {
-            s.flags |= BUFFERING_OFF;
-        }
-        if cfg.overlap == Overlap::Last {
-            s.flags |= LAST_COPY_WINS;
-        }
+    let mut side_flags = 0;
+    if !core.cfg.buffering {
+        side_flags |= BUFFERING_OFF;
     }
-    f.user = Some(M::Flow::default());
+    if core.cfg.overlap == Overlap::Last {
+        side_flags |= LAST_COPY_WINS;
+    }
+    let f = &mut core.flows[i as usize];
+    // One store of the whole slot (the compiler writes it from immediates) instead of a copy
+    // of `FlowSlot::EMPTY` followed by the fields set here: the generation and the pending-list
+    // link and membership carry over, everything else starts afresh.
+    *f = FlowSlot {
+        key,
+        hash: hash as u32,
+        last_seen: flow::tick_of(core.now),
+        born: core.counters.flows_created as u32,
+        gen: f.gen,
+        next_free: NONE,
+        pend_next: f.pend_next,
+        flags: FLOW_LIVE
+            | (f.flags & IN_NEW_DATA_LIST)
+            | if client_is_a { CLIENT_IS_ENDPOINT_A } else { 0 }
+            | if picked { PICKED_UP } else { 0 },
+        sides: [SideState::fresh(side_flags), SideState::fresh(side_flags)],
+        user: Some(M::Flow::default()),
+    };
     flow::insert(core.index, hash, i);
     core.counters.flows_created += 1;
     Some(i)
@@ -141,7 +142,7 @@ pub(super) fn free_flow<F>(core: &mut Core<'_, F>, flow: u32) {
     let pool = &mut core.pool;
     let f = &mut core.flows[flow as usize];
     for s in f.sides.iter_mut() {
-        s.release(pool);
+        s.free_chunks(pool);
     }
     f.flags &= IN_NEW_DATA_LIST; // keep pending-list membership: the list walk skips dead slots
     f.user = None;
