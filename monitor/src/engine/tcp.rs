@@ -415,20 +415,21 @@ fn peer_fin_seen<M: Middlebox>(
 ) {
     let rcv = snd.peer();
     let r = &core.flows[slot as usize].sides[rcv.index()];
+    // Only these states move on the peer's FIN: once past them (every later segment of a
+    // closing connection) nothing to compute.
+    let next = match TcpState::from_u8(r.state) {
+        TcpState::Established | TcpState::SynRcvd => TcpState::CloseWait,
+        TcpState::FinWait1 => TcpState::Closing,
+        TcpState::FinWait2 => TcpState::TimeWait,
+        _ => return,
+    };
     // In order once every byte before the FIN arrived (always, without a stream origin).
     // (Bytes the endpoint acknowledged count as arrived: a hole it acknowledged is tap loss.)
     let arrived = r.cont_end.max(r.acked_end()) as i64;
     if r.has(HAS_ORIGIN) && r.off_of(r.peer_fin) > arrived {
         return;
     }
-    match TcpState::from_u8(r.state) {
-        TcpState::Established | TcpState::SynRcvd => {
-            set_state(mb, core, slot, fr, rcv, TcpState::CloseWait, snd)
-        }
-        TcpState::FinWait1 => set_state(mb, core, slot, fr, rcv, TcpState::Closing, snd),
-        TcpState::FinWait2 => set_state(mb, core, slot, fr, rcv, TcpState::TimeWait, snd),
-        _ => {}
-    }
+    set_state(mb, core, slot, fr, rcv, next, snd);
 }
 
 /// A synchronized state (RFC 793 §3.4): the connection exists, a new SYN cannot open it.
