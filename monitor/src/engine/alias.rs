@@ -29,6 +29,8 @@ pub(super) const STOP_SERVER: u8 = 8;
 pub(super) const RESET_PENDING: u8 = 16;
 /// Something beyond the flags was written (subscriptions, deltas, headers): clear it at the end.
 pub(super) const DIRTY: u8 = 32;
+/// Only link-layer headers were kept (`l2_len` set): clearing `l2_len` and the flags resets it.
+pub(super) const L2_KEPT: u8 = 64;
 
 /// One bucket of the alias index: a hash tag (0 = empty) and the slot it names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,14 @@ pub(super) fn release(tab: &mut [FlowExtra], slot: u32) -> bool {
         return false;
     };
     if e.flags == 0 {
+        return false;
+    }
+    if e.flags == L2_KEPT {
+        // The common case (headers kept for RSTs, nothing else): two stores on one line
+        // instead of rewriting the whole record.
+        let e = &mut tab[slot as usize];
+        e.flags = 0;
+        e.l2_len = [0; 2];
         return false;
     }
     let had = e.flags & ALIASED != 0;

@@ -126,7 +126,7 @@ pub(super) fn on_packet<'t, F>(
         if let Some(h) = frame.get(..n) {
             e.l2[si][..n].copy_from_slice(h);
             e.l2_len[si] = n as u8;
-            e.flags |= alias::DIRTY;
+            e.flags |= alias::L2_KEPT;
         }
     }
     let d = e.delta[snd.peer().index()];
