@@ -985,7 +985,7 @@ mod tests {
                         let n = [10u8, 18, 26, 34, 9, 12][(r >> 8) as usize % 6];
                         o.push(5);
                         o.push(n);
-                        o.extend((0..n.saturating_sub(2)).map(|i| i as u8));
+                        o.extend(0..n.saturating_sub(2));
                     }
                     7 => o.extend_from_slice(&[8, 10, 1, 2, 3, 4, 5, 6, 7, 8]),
                     8 => o.extend_from_slice(&[(r >> 8) as u8, (r >> 16) as u8 % 8]),
