@@ -101,8 +101,8 @@ pub(super) fn lookup_alias<F>(core: &Core<'_, F>, key: &FlowKey, hash: u64) -> O
 }
 
 /// A packet of flow `slot` sent by `snd`: remember it as current, keep the link-layer header
-/// of each side's first packet (its SYN or SYN-ACK, or the packet that picked the flow up;
-/// for RSTs), and undo a length-changing rewrite's shift on the acknowledgment number (the
+/// of each side's first packet in inline mode (its SYN or SYN-ACK, or the packet that picked
+/// the flow up; for RSTs), and undo a length-changing rewrite's shift on the acknowledgment number (the
 /// monitor reads it in the numbering of the bytes it received). Other packets do not touch
 /// the flow's record unless some flow has a delta.
 #[inline]
@@ -115,7 +115,9 @@ pub(super) fn on_packet<'t, F>(
     fresh: bool,
 ) -> Option<Tcp<'t>> {
     core.x.cur = Some((slot, snd));
-    if !(t.syn || fresh || core.x.deltas > 0) {
+    // Headers are kept only for resets, which tap mode cannot send; deltas come only from
+    // inline rewrites. So in tap mode no flow's record is touched here.
+    if !((core.cfg.inline && (t.syn || fresh)) || core.x.deltas > 0) {
         return None;
     }
     let e = core.x.tab.get_mut(slot as usize)?;
