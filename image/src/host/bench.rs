@@ -65,8 +65,8 @@ pub struct BenchArgs {
     /// --tool=callgrind --toggle-collect='*host::engine::run*'`) and quick before/after checks.
     #[arg(long)]
     pub monitor_only: bool,
-    /// The mix `--monitor-only` runs: `bench` (scaled by `--flows`/`--concurrent`) or `churn`
-    /// (scaled by `--churn-flows`).
+    /// The mix `--monitor-only` runs: `bench`, `r10`, `r30` (scaled by `--flows`/`--concurrent`)
+    /// or `churn` (scaled by `--churn-flows`).
     #[arg(long, value_enum, default_value_t = Mix::Bench, requires = "monitor_only")]
     pub mix: Mix,
 }
@@ -76,6 +76,10 @@ pub struct BenchArgs {
 pub enum Mix {
     /// The bench mix.
     Bench,
+    /// The bench mix with 10 % reordering and 1 % duplicates (`bench_r10`).
+    R10,
+    /// The bench mix with 30 % reordering and 3 % tap loss (`bench_r30`).
+    R30,
     /// The short-flow churn mix.
     Churn,
 }
@@ -84,6 +88,8 @@ impl Mix {
     fn label(self) -> &'static str {
         match self {
             Mix::Bench => "bench",
+            Mix::R10 => "bench_r10",
+            Mix::R30 => "bench_r30",
             Mix::Churn => "churn",
         }
     }
