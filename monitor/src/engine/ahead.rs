@@ -129,8 +129,7 @@ impl Seen {
     }
 
     /// [`Seen::read`] of the most common frame, found by a few byte tests: IPv4 without a
-    /// VLAN tag, options or fragmentation carrying a TCP segment other than a SYN (whose
-    /// options `parse_tcp` reads). What it keeps is what [`Seen::read_any`] (`parse_l3`,
+    /// VLAN tag, options or fragmentation carrying a TCP segment. What it keeps is what [`Seen::read_any`] (`parse_l3`,
     /// `parse_tcp`) keeps of such a frame (`the_ipv4_path_keeps_what_the_general_one_does`);
     /// `None` (nothing written but the slice): any other frame, for `read_any`.
     #[inline(always)]
@@ -153,10 +152,16 @@ impl Seen {
             || total > frame.len() - 14
             || header_len < 20
             || tcp_len < header_len
-            || flags & 0x02 != 0
         {
             return None;
         }
+        // A SYN's window scale, from its options (what `parse_tcp` reads of them).
+        let syn = flags & 0x02 != 0;
+        let wscale = if syn {
+            intake::syn_wscale(frame.get(54..34 + header_len).unwrap_or(&[]))
+        } else {
+            None
+        };
         let src: [u8; 4] = [h[26], h[27], h[28], h[29]];
         let dst: [u8; 4] = [h[30], h[31], h[32], h[33]];
         let sport = u16::from_be_bytes([h[34], h[35]]);
@@ -197,11 +202,11 @@ impl Seen {
                 dport,
                 seq: u32::from_be_bytes([h[38], h[39], h[40], h[41]]),
                 ack: u32::from_be_bytes([h[42], h[43], h[44], h[45]]),
-                syn: false,
+                syn,
                 ack_flag: flags & 0x10 != 0,
                 fin: flags & 0x01 != 0,
                 rst: flags & 0x04 != 0,
-                wscale: None,
+                wscale,
                 window: u16::from_be_bytes([h[48], h[49]]),
                 payload: &[],
             },
@@ -212,8 +217,9 @@ impl Seen {
                 hash,
             },
         };
-        // The parse read bytes 12..50 (to the TCP window).
-        self.kept = self.keep(frame, 50);
+        // The parse read bytes 12..50 (to the TCP window), and a SYN's options.
+        let hi = if syn { 34 + header_len } else { 50 };
+        self.kept = self.keep(frame, hi);
         Some(self.kept)
     }
 
@@ -485,6 +491,7 @@ mod tests {
             frame(0, false, 0, false, false, true, 0),
             frame(0, false, 0, false, false, false, 100),
             frame(0, false, 0, false, true, false, 0),
+            frame(0, false, 0, false, true, true, 0),
             frame(0, false, 4, false, false, false, 3),
             frame(1, false, 0, false, false, false, 10),
             frame(0, true, 0, false, false, false, 10),
@@ -567,9 +574,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 30_270);
+        assert_eq!(checked, 34_752);
         // (Frames the IPv4 path took.)
-        assert_eq!(fast, 3_396);
+        assert_eq!(fast, 5_866);
     }
 
     #[test]
