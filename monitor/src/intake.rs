@@ -265,7 +265,7 @@ pub(crate) fn parse_tcp(seg: &[u8]) -> Result<Tcp<'_>, DropReason> {
 
 /// The window scale announced in a SYN's options, if any (kept out of line: one packet a flow).
 #[inline(never)]
-fn syn_wscale(opts: &[u8]) -> Option<u8> {
+pub(crate) fn syn_wscale(opts: &[u8]) -> Option<u8> {
     // RFC 9293 §3.1: kind 0 ends the list, kind 1 is one byte, every other option is
     // kind, length (>= 2), data; window scale is kind 3, length 3. A malformed length ends
     // the walk, as smoltcp's `TcpOption::parse` does (`syn_wscale_matches_smoltcp`).

@@ -87,8 +87,6 @@ pub struct Core<'a, F> {
     inject: heapless::Deque<heapless::Vec<u8, INJECT_MAX>, INJECT_SLOTS>,
     /// The flow-extra table and the per-flow API's state (`rewrite`).
     x: rewrite::Extras<'a>,
-    /// Frames read ahead (`Monitor::read_ahead`).
-    ahead: ahead::Ahead,
 }
 
 /// The view a callback gets: the current flow and packet, `ppeek`/`peek`, actions and timers.
@@ -105,6 +103,9 @@ pub struct Monitor<'a, M: Middlebox> {
     mb: M,
     core: Core<'a, M::Flow>,
     frags: FragTable<'a>,
+    /// Frames read ahead (`Monitor::read_ahead`). (Beside `core`, not in it: the TCP path
+    /// takes a remembered key by reference while it changes `core`.)
+    ahead: ahead::Ahead,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,13 +168,13 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 error: None,
                 inject: heapless::Deque::new(),
                 x,
-                ahead: ahead::Ahead::EMPTY,
             },
             frags: FragTable {
                 slots: st.frags,
                 buf: st.frag_buf,
                 used: 0,
             },
+            ahead: ahead::Ahead::EMPTY,
         })
     }
 
@@ -335,16 +336,20 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         let mb = &mut self.mb;
         let core = &mut self.core;
         // What was read ahead and not processed is forgotten with the batch.
-        core.ahead.n = 0;
+        self.ahead.n = 0;
         let mut i = core.pend_head;
         core.pend_head = NONE;
         let mut guard = core.flows.len() + 1;
         while i != NONE && guard > 0 {
             guard -= 1;
-            let next = core.flows[i as usize].pend_next;
-            core.flows[i as usize].pend_next = NONE;
-            core.flows[i as usize].flags &= !IN_NEW_DATA_LIST;
-            if core.flows[i as usize].live() {
+            // (One bounds check: a listed flow is a slot of the table.)
+            let Some(f) = core.flows.get_mut(i as usize) else {
+                break;
+            };
+            let next = f.pend_next;
+            f.pend_next = NONE;
+            f.flags &= !IN_NEW_DATA_LIST;
+            if f.live() {
                 flush_new_data(mb, core, i);
             }
             i = next;
@@ -359,10 +364,11 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         );
         // Sweep so that the whole table is visited once per quarter of the idle timeout of
         // elapsed time: touching cold slots is the expensive part, so no more than that.
-        let len = core.flows.len() as u128;
-        let dt = now.saturating_sub(core.swept_at) as u128;
-        let quarter = (core.cfg.idle_timeout_us / 4).max(1) as u128;
-        let n = (len * dt / quarter).min(len) as usize;
+        let n = sweep_count(
+            core.flows.len() as u64,
+            now.saturating_sub(core.swept_at),
+            (core.cfg.idle_timeout_us / 4).max(1),
+        );
         if n > 0 {
             core.swept_at = now;
             self.sweep_idle(n);
@@ -454,15 +460,26 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     fn sweep_idle(&mut self, n: usize) {
         let len = self.core.flows.len();
         let timeout = self.core.cfg.idle_timeout_us;
+        // The cursor stays below `len` (it is only set here): the slots from it on, wrapping
+        // to 0 at the end, without a division per slot.
+        let mut i = self.core.sweep;
+        if i >= len {
+            i %= len;
+        }
         for _ in 0..n.min(len) {
-            let i = self.core.sweep % len;
-            self.core.sweep = (i + 1) % len;
-            let f = &self.core.flows[i];
+            let Some(f) = self.core.flows.get(i) else {
+                break;
+            };
             if f.live() && flow::idle_us(self.core.now, f.last_seen) >= timeout {
                 self.core.counters.flows_timed_out += 1;
                 end_flow(&mut self.mb, &mut self.core, i as u32, None, Side::Client);
             }
+            i += 1;
+            if i == len {
+                i = 0;
+            }
         }
+        self.core.sweep = i;
     }
 
     /// A hint, before the `frame`/`frame_with` calls of a batch (before or after
@@ -482,7 +499,8 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     /// (Out of line: called once per group, and it shows apart in profiles.)
     #[inline(never)]
     pub fn read_ahead<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>) {
-        let core = &mut self.core;
+        let core = &self.core;
+        let ahead = &mut self.ahead;
         let mask = core.index.len() - 1;
         // Pass 0: the frames' headers (their first two lines), which pass 1 reads next.
         let mut list: [&'f [u8]; READ_AHEAD] = [&[]; READ_AHEAD];
@@ -497,56 +515,20 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 prefetch::line(h);
             }
         }
-        for (s, &f) in core.ahead.seen.iter_mut().zip(&list[..n]) {
-            s.addr = f.as_ptr() as usize;
-            s.len = f.len();
-            s.kept = ahead::KEPT_NOTHING;
-            let Ok(L3::Tcp {
-                addrs,
-                seg,
-                l3_off,
-                routed,
-            }) = intake::parse_l3(f)
-            else {
-                continue;
-            };
-            let Ok(t) = intake::parse_tcp(seg) else {
-                continue;
-            };
-            let (key, sender_is_a) = slots::ip_key(&addrs, &t);
-            let hash = key.hash(&core.cfg.hash_key);
-            prefetch::line(&core.index[hash as usize & mask] as *const Bucket as *const u8);
-            // `seg` is a subslice of `f`, and the payload is the end of `seg`.
-            let seg_off = (seg.as_ptr() as usize).wrapping_sub(s.addr);
-            let seg_end = seg_off.wrapping_add(seg.len());
-            let payload_off = seg_end.saturating_sub(t.payload.len());
-            let _ = addrs; // (`Parsed::addrs` gives them back from the key.)
-            s.p = ahead::Parsed {
-                l3_off,
-                seg: (seg_off, seg_end),
-                routed,
-                tcp: tcp::without_payload(&t),
-                payload_off,
-                key,
-                sender_is_a,
-                hash,
-            };
-            s.kept = match (f.get(..payload_off), s.hdr.get_mut(..payload_off)) {
-                (Some(h), Some(d)) => {
-                    d.copy_from_slice(h);
-                    ahead::KEPT_PARSE
-                }
-                _ => ahead::KEPT_KEY,
-            };
+        for (s, &f) in ahead.seen.iter_mut().zip(&list[..n]) {
+            if s.read(f, &core.cfg.hash_key) != ahead::KEPT_NOTHING {
+                let bucket = &core.index[s.p.k.hash as usize & mask];
+                prefetch::line(bucket as *const Bucket as *const u8);
+            }
         }
-        core.ahead.n = n;
-        core.ahead.at = 0;
-        for s in core.ahead.seen[..n].iter() {
+        ahead.n = n;
+        ahead.at = 0;
+        for s in ahead.seen[..n].iter() {
             if s.kept == ahead::KEPT_NOTHING {
                 continue;
             }
             if let Some(f) =
-                flow::probe(core.index, s.p.hash).and_then(|i| core.flows.get(i as usize))
+                flow::probe(core.index, s.p.k.hash).and_then(|i| core.flows.get(i as usize))
             {
                 prefetch::lines(f);
             }
@@ -572,12 +554,12 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         core.pkt.rewritable = false;
         core.x.begin_frame(ts_us);
         let (mode, csum) = (core.cfg.checksums, &mut core.counters.checksums);
-        let ahead = match core.ahead.take(frame) {
+        let known = match self.ahead.take(frame) {
             ahead::Reuse::Parse(i) => {
                 self.frame_parsed(frame, rx, i);
                 return self.after_frame(frame);
             }
-            ahead::Reuse::Hash(i) => Some(i),
+            ahead::Reuse::Hash(i) => self.ahead.keyed(i),
             ahead::Reuse::Nothing => None,
         };
         match intake::parse_l3_checked(frame, rx, mode, csum) {
@@ -590,7 +572,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 core.pkt.l3_off = l3_off;
                 match intake::parse_tcp(seg) {
                     Ok(t) => {
-                        let k = tcp::keyed(core, &addrs, &t, ahead);
+                        let k = tcp::keyed(core, &addrs, &t, known);
                         process_tcp(&mut self.mb, core, frame, &k, &t)
                     }
                     Err(r) => core.counters.dropped[r as usize] += 1,
@@ -653,7 +635,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     #[inline(always)]
     fn frame_parsed(&mut self, frame: &[u8], rx: RxMeta, i: usize) {
         let core = &mut self.core;
-        let Some(s) = core.ahead.seen.get(i) else {
+        let Some(s) = self.ahead.seen.get(i) else {
             return;
         };
         let p = &s.p;
@@ -672,7 +654,7 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
             }
         }
         core.pkt.rewritable = true;
-        core.pkt.v6 = p.key.v6;
+        core.pkt.v6 = p.k.key.v6;
         core.pkt.l3_off = p.l3_off;
         let t = Tcp {
             payload: seg
@@ -680,12 +662,8 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
                 .unwrap_or(&[]),
             ..p.tcp
         };
-        let k = tcp::Keyed {
-            key: p.key,
-            sender_is_a: p.sender_is_a,
-            hash: p.hash,
-        };
-        process_tcp(&mut self.mb, core, frame, &k, &t);
+        // (The key where it is: no copy.)
+        process_tcp(&mut self.mb, core, frame, &p.k, &t);
     }
 
     /// The end of [`Monitor::frame_with`]: the flow-extra work and the verdict.
@@ -701,5 +679,64 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         } else {
             Verdict::Forward
         }
+    }
+}
+
+/// Slots the idle sweep visits after `dt` µs without one, in a table of `len` slots, so that
+/// the whole table is visited once per `quarter` µs: `min(len * dt / quarter, len)`. Most
+/// batches visit none, known from one multiplication and a compare; the division (128-bit
+/// only if `len * dt` overflows 64 bits, which takes a quarter of over an hour) comes only
+/// when the sweep is due.
+#[inline]
+fn sweep_count(len: u64, dt: u64, quarter: u64) -> usize {
+    if dt >= quarter {
+        return len as usize;
+    }
+    // `dt < quarter`, so the quotient is below `len`.
+    let n = match len.checked_mul(dt) {
+        Some(p) if p < quarter => 0,
+        Some(p) => p / quarter,
+        None => (len as u128 * dt as u128 / quarter as u128) as u64,
+    };
+    n as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sweep_count;
+
+    #[test]
+    fn sweep_count_is_the_quotient_capped_at_the_table() {
+        let want = |len: u64, dt: u64, q: u64| -> usize {
+            ((len as u128 * dt as u128 / q as u128).min(len as u128)) as usize
+        };
+        let lens = [1u64, 2, 3, 1000, 4096, 100_000, (1 << 32) - 2];
+        let quarters = [1u64, 2, 7, 7_500_000, 1 << 32, (1 << 40) + 3, u64::MAX / 4];
+        let mut checked = 0;
+        for &len in &lens {
+            for &q in &quarters {
+                let dts = [
+                    0,
+                    1,
+                    q / len.max(1),
+                    q / len.max(1) + 1,
+                    q / 3,
+                    q.saturating_sub(1),
+                    q,
+                    q.saturating_add(1),
+                    u64::MAX,
+                ];
+                for dt in dts {
+                    assert_eq!(sweep_count(len, dt, q), want(len, dt, q), "{len} {dt} {q}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 7 * 7 * 9);
+        // The overflowing product and the cap.
+        assert_eq!(sweep_count(1 << 31, 1 << 40, (1 << 41) + 1), (1 << 30) - 1);
+        assert_eq!(sweep_count(5, 10, 10), 5);
+        assert_eq!(sweep_count(5, 9, 10), 4);
+        assert_eq!(sweep_count(5, 1, 10), 0);
     }
 }

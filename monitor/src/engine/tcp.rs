@@ -26,19 +26,19 @@ pub(super) struct Keyed {
     pub hash: u64,
 }
 
-/// The [`Keyed`] of segment `t` between `addrs`; the hash is the one `read_ahead` computed
-/// for remembered frame `ahead` if its key is this one.
+/// The [`Keyed`] of segment `t` between `addrs`; the hash is `known`'s (one `read_ahead`
+/// computed) if its key is this one.
 #[inline(always)]
 pub(super) fn keyed<F>(
     core: &Core<'_, F>,
     addrs: &Addrs,
     t: &Tcp<'_>,
-    ahead: Option<usize>,
+    known: Option<&Keyed>,
 ) -> Keyed {
     let (key, sender_is_a) = ip_key(addrs, t);
-    let hash = match ahead.and_then(|i| core.ahead.hash_of(i, &key)) {
-        Some(h) => h,
-        None => key.hash(&core.cfg.hash_key),
+    let hash = match known {
+        Some(k) if k.key.same(&key) => k.hash,
+        _ => key.hash(&core.cfg.hash_key),
     };
     Keyed {
         key,
