@@ -19,8 +19,9 @@ use spin::Once;
 
 /// Where the trampoline is copied; the STARTUP vector is this address >> 12.
 const TRAMPOLINE: u64 = 0x8000;
-/// Each application processor's stack.
-const AP_STACK_SIZE: u64 = 64 * 1024;
+/// Each application processor's stack: as large as the boot core's, since every core runs the
+/// same per-core loop (its monitor, read-ahead state and receive batch live on this stack).
+const AP_STACK_SIZE: u64 = 256 * 1024;
 /// How long one core may take to report in (generous: TCG may run many vCPUs on 1 host core).
 const AP_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -38,10 +38,10 @@ fn stack_overflow_is_reported(cores: u32) {
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     assert_eq!(rest, "is the guard page below its main stack", "{line:?}");
     let addr = u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bad address in {line:?}"));
-    // The boot core's stack is 256 KiB, every other core's 64 KiB, each with a 4 KiB guard
+    // Every core's stack is 256 KiB, each with a 4 KiB guard
     // page below: the fault is in the one page that starts within the stack's size (plus the
     // frames above the app's) below the recursion's start.
-    let stack = if core == 0 { 256 * 1024 } else { 64 * 1024 };
+    let stack = 256 * 1024;
     assert!(
         addr < top && top - addr <= stack + 4096,
         "faulting address {addr:#x} is not just below the stack at {top:#x}; console:\n{}",
