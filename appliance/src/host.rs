@@ -193,7 +193,7 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     // the monitor can read each group of READ_AHEAD ahead (parse, hash, prefetch) before
     // processing it, as the appliance's per-core loop does.
     let per_batch = s.batch.max(1);
-    let mut batch = Batch::default();
+    let mut batch = FrameBatch::default();
     let mut done = false;
     while !done {
         match reader.next_frame() {
@@ -204,15 +204,19 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
                 done = true;
             }
         }
-        if batch.len() < per_batch && !(done && batch.len() > 0) {
+        // A full batch, or the frames left when the capture ended.
+        let ready = batch.len() >= per_batch || (done && !batch.is_empty());
+        if !ready {
             continue;
         }
         if let Some(ts) = batch.first_ts() {
             mon.begin_batch(ts);
         }
-        for group in batch.groups(monitor::READ_AHEAD) {
+        // One `Vec` per batch: host tool, not the packet path.
+        let frames: Vec<(u64, &[u8])> = batch.iter().collect();
+        for group in frames.chunks(monitor::READ_AHEAD) {
             mon.read_ahead(group.iter().map(|&(_, f)| f));
-            for &(ts, f) in &group {
+            for &(ts, f) in group {
                 'frame: {
                     rep.frames += 1;
                     last_ts = ts;
@@ -296,46 +300,51 @@ pub fn run<P: Program>(args: &Args) -> Result<Report, String> {
     Ok(rep)
 }
 
-/// The frames of one batch, copied one after the other into one buffer (kept from batch to
-/// batch: no allocation once it has grown).
+/// The frames of one receive batch, copied one after the other into one buffer kept from batch
+/// to batch (no allocation once it has grown). A capture reader reuses its buffer for each
+/// frame; the host tools collect a batch here so that the monitor can read it ahead
+/// (`Monitor::read_ahead`) before processing it, as the appliance's per-core loop does.
 #[derive(Default)]
-struct Batch {
+pub struct FrameBatch {
     bytes: Vec<u8>,
     /// (timestamp µs, end in `bytes`) per frame.
     ends: Vec<(u64, usize)>,
 }
 
-impl Batch {
-    fn push(&mut self, ts: u64, frame: &[u8]) {
+impl FrameBatch {
+    /// Add a frame received at `ts_us`.
+    pub fn push(&mut self, ts_us: u64, frame: &[u8]) {
         self.bytes.extend_from_slice(frame);
-        self.ends.push((ts, self.bytes.len()));
+        self.ends.push((ts_us, self.bytes.len()));
     }
 
-    fn len(&self) -> usize {
+    /// Frames held.
+    pub fn len(&self) -> usize {
         self.ends.len()
     }
 
-    fn first_ts(&self) -> Option<u64> {
+    /// No frame held.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The first frame's timestamp (the batch's time).
+    pub fn first_ts(&self) -> Option<u64> {
         self.ends.first().map(|&(ts, _)| ts)
     }
 
-    /// The frames in groups of at most `n` (one `Vec` per group: host tool, not the packet
-    /// path).
-    fn groups(&self, n: usize) -> Vec<Vec<(u64, &[u8])>> {
+    /// The frames in order, with their timestamps.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
         let mut start = 0;
-        let all: Vec<(u64, &[u8])> = self
-            .ends
-            .iter()
-            .map(|&(ts, end)| {
-                let f = self.bytes.get(start..end).unwrap_or(&[]);
-                start = end;
-                (ts, f)
-            })
-            .collect();
-        all.chunks(n.max(1)).map(|c| c.to_vec()).collect()
+        self.ends.iter().map(move |&(ts, end)| {
+            let f = self.bytes.get(start..end).unwrap_or(&[]);
+            start = end;
+            (ts, f)
+        })
     }
 
-    fn clear(&mut self) {
+    /// Forget every frame (the buffer is kept).
+    pub fn clear(&mut self) {
         self.bytes.clear();
         self.ends.clear();
     }

@@ -16,6 +16,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use appliance::host::FrameBatch;
 use monitor::{Config, HostStorage, Monitor};
 
 pub use flowlog::{FlowDigest, FlowLog};
@@ -107,48 +108,18 @@ impl std::error::Error for FlowsError {}
 /// as a whole.
 const BATCH: usize = monitor::READ_AHEAD;
 
-/// The frames of one batch, copied one after the other into one buffer (kept from batch to
-/// batch: no allocation once it has grown).
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    /// (timestamp µs, end in `bytes`) per frame.
-    frames: Vec<(u64, usize)>,
-}
-
-impl Batch {
-    fn push(&mut self, ts: u64, frame: &[u8]) {
-        self.bytes.extend_from_slice(frame);
-        self.frames.push((ts, self.bytes.len()));
-    }
-
-    fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        let mut start = 0;
-        self.frames.iter().map(move |&(ts, end)| {
-            let f = self.bytes.get(start..end).unwrap_or(&[]);
-            start = end;
-            (ts, f)
-        })
-    }
-
-    /// One monitor batch over the frames (`begin_batch` at the first one's time,
-    /// `read_ahead`, each frame, `end_batch`), then empty.
-    fn run<M: monitor::Middlebox>(&mut self, mon: &mut Monitor<'_, M>) {
-        if let Some(&(ts, _)) = self.frames.first() {
-            mon.begin_batch(ts);
-            mon.read_ahead(self.iter().map(|(_, f)| f));
-            for (ts, f) in self.iter() {
-                let _ = mon.frame(f, ts);
-            }
-            mon.end_batch();
+/// One monitor batch over the frames of `batch` (`begin_batch` at the first one's time,
+/// `read_ahead`, each frame, `end_batch`), then empty it.
+fn run_batch<M: monitor::Middlebox>(batch: &mut FrameBatch, mon: &mut Monitor<'_, M>) {
+    if let Some(ts) = batch.first_ts() {
+        mon.begin_batch(ts);
+        mon.read_ahead(batch.iter().map(|(_, f)| f));
+        for (ts, f) in batch.iter() {
+            let _ = mon.frame(f, ts);
         }
-        self.bytes.clear();
-        self.frames.clear();
+        mon.end_batch();
     }
+    batch.clear();
 }
 
 /// What a run over a capture produced besides its lines.
@@ -182,7 +153,7 @@ pub fn flows_into<S: flowlog::Sink>(
         Monitor::new(FlowLog::new(sink), cfg, storage.storage()).map_err(FlowsError::Config)?;
     // The reader reuses its buffer for each frame: a batch's frames are copied out, so that
     // the monitor can read the whole batch ahead (parse, hash, prefetch) before processing it.
-    let mut batch = Batch::default();
+    let mut batch = FrameBatch::default();
     let damage = loop {
         let (stop, damage) = match frames.next_frame() {
             Ok(Some((ts, frame))) => {
@@ -192,8 +163,8 @@ pub fn flows_into<S: flowlog::Sink>(
             Ok(None) => (true, None),
             Err(e) => (true, Some(e)),
         };
-        if batch.len() == BATCH || (stop && batch.len() > 0) {
-            batch.run(&mut mon);
+        if batch.len() == BATCH || (stop && !batch.is_empty()) {
+            run_batch(&mut batch, &mut mon);
         }
         if stop {
             break damage;
