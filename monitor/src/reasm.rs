@@ -1035,18 +1035,10 @@ impl SideState {
 
     /// Return every chunk to the pool (flow end, or buffering switched off).
     pub fn release(&mut self, pool: &mut Pool<'_>) {
-        let mut idx = self.head;
-        while idx != NONE {
-            let n = pool.next(idx);
-            pool.release(idx);
-            idx = n;
-        }
-        self.head = NONE;
-        self.tail = NONE;
-        self.nchunks = 0;
+        // The chunks, and the out-of-order islands with their bytes.
+        self.free_chunks(pool);
+        self.island_count = 0;
         self.finger = (0, NONE);
-        // Out-of-order islands are forgotten with their bytes.
-        self.release_islands(pool);
         // Nothing is held any more: the oldest byte "held" moves to the in-order end.
         self.base = self.cont_end - self.cont_end % CHUNK_SIZE as u64;
         self.skip = (self.cont_end - self.base) as u16;
