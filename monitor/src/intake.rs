@@ -248,19 +248,27 @@ pub(crate) fn parse_tcp(seg: &[u8]) -> Result<Tcp<'_>, DropReason> {
     } else {
         None
     };
-    Ok(Tcp {
+    Ok(tcp_fields(h, wscale, seg.get(header_len..).unwrap_or(&[])))
+}
+
+/// The fields of a TCP header (`h`: its fixed 20 bytes), with the window scale of its options
+/// and its payload (the general parse and `read_ahead`'s IPv4 path both build `Tcp` here).
+#[inline(always)]
+pub(crate) fn tcp_fields<'a>(h: &[u8; 20], wscale: Option<u8>, payload: &'a [u8]) -> Tcp<'a> {
+    let flags = h[13];
+    Tcp {
         sport: u16::from_be_bytes([h[0], h[1]]),
         dport: u16::from_be_bytes([h[2], h[3]]),
         seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
         ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
-        syn,
+        syn: flags & 0x02 != 0,
         ack_flag: flags & 0x10 != 0,
         fin: flags & 0x01 != 0,
         rst: flags & 0x04 != 0,
         wscale,
         window: u16::from_be_bytes([h[14], h[15]]),
-        payload: seg.get(header_len..).unwrap_or(&[]),
-    })
+        payload,
+    }
 }
 
 /// The window scale announced in a SYN's options, if any (kept out of line: one packet a flow).

@@ -164,6 +164,8 @@ impl Seen {
         };
         let src: [u8; 4] = [h[26], h[27], h[28], h[29]];
         let dst: [u8; 4] = [h[30], h[31], h[32], h[33]];
+        // The fixed TCP header, the last 20 of the 54 bytes.
+        let th: &[u8; 20] = h.last_chunk()?;
         let sport = u16::from_be_bytes([h[34], h[35]]);
         let dport = u16::from_be_bytes([h[36], h[37]]);
         // `FlowKey::new`'s order: the addresses as big-endian numbers (four bytes, the rest
@@ -197,19 +199,7 @@ impl Seen {
             l3_off: 14,
             seg: (34, 14 + total),
             routed: false,
-            tcp: Tcp {
-                sport,
-                dport,
-                seq: u32::from_be_bytes([h[38], h[39], h[40], h[41]]),
-                ack: u32::from_be_bytes([h[42], h[43], h[44], h[45]]),
-                syn,
-                ack_flag: flags & 0x10 != 0,
-                fin: flags & 0x01 != 0,
-                rst: flags & 0x04 != 0,
-                wscale,
-                window: u16::from_be_bytes([h[48], h[49]]),
-                payload: &[],
-            },
+            tcp: intake::tcp_fields(th, wscale, &[]),
             payload_off: 34 + header_len,
             k: Keyed {
                 key,
