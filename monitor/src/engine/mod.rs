@@ -493,7 +493,10 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
     /// Pass 0 prefetches each frame's first two cache lines; pass 1 parses each frame (no
     /// checksum is verified here), computes its flow key and the key's hash and prefetches
     /// the key's home bucket of the index; pass 2 reads each bucket (by then in cache) for
-    /// the slot it names and prefetches that slot's cache lines. So the cache misses of a
+    /// the slot it names and prefetches that slot's cache lines; pass 3 reads each slot (its
+    /// lines asked for a group earlier) for where the segment's payload will be stored, the
+    /// end of the receiving side's ring or the chunk the pool will hand out then
+    /// (`SideState::append_spots`), and prefetches those lines. So the cache misses of a
     /// whole group overlap instead of stalling frame after frame, and `frame_with` takes the
     /// parse and the hash from here instead of computing them again (see `engine/ahead.rs`).
     /// (Out of line: called once per group, and it shows apart in profiles.)
@@ -523,14 +526,37 @@ impl<'a, M: Middlebox> Monitor<'a, M> {
         }
         ahead.n = n;
         ahead.at = 0;
-        for s in ahead.seen[..n].iter() {
+        let mut slots = [NONE; READ_AHEAD];
+        for (s, slot) in ahead.seen[..n].iter().zip(slots.iter_mut()) {
             if s.kept == ahead::KEPT_NOTHING {
                 continue;
             }
-            if let Some(f) =
-                flow::probe(core.index, s.p.k.hash).and_then(|i| core.flows.get(i as usize))
-            {
-                prefetch::lines(f);
+            if let Some(i) = flow::probe(core.index, s.p.k.hash) {
+                if let Some(f) = core.flows.get(i as usize) {
+                    prefetch::lines(f);
+                    *slot = i;
+                }
+            }
+        }
+        // Pass 3: where each payload will be stored (the slot's lines, asked for in pass 2,
+        // have had the rest of the group's time to come). A slot whose hash differs is another
+        // flow's (`probe` compares tags only): nothing asked for it.
+        let mut next_free = core.pool.free_head();
+        for (s, &slot) in ahead.seen[..n].iter().zip(slots.iter()) {
+            if s.kept < ahead::KEPT_SHORT {
+                continue;
+            }
+            let len = s.p.seg.1.saturating_sub(s.p.payload_off);
+            let Some(f) = core.flows.get(slot as usize) else {
+                continue;
+            };
+            if len == 0 || f.hash != s.p.k.hash as u32 {
+                continue;
+            }
+            let client_is_a = f.flags & flow::CLIENT_IS_ENDPOINT_A != 0;
+            let ri = usize::from(s.p.k.sender_is_a == client_is_a);
+            if let Some(side) = f.sides.get(ri) {
+                side.prefetch_append(&core.pool, len, &mut next_free);
             }
         }
     }
