@@ -183,7 +183,8 @@ pub fn frames(cap: &super::capture::Capture) -> Vec<Frame<'_>> {
 }
 
 /// Runs the monitor with a [`ReadAll`] consumer over `frames`, sized for `concurrent` live
-/// flows. With `sample_every`, stops every that many batches to add up the stream bytes held
+/// flows. With `start` (a core of [`scaling_run`]), the storage is made resident and the
+/// clock starts when every core is ready. With `sample_every`, stops every that many batches to add up the stream bytes held
 /// and the pool in use (slow: for [`memory_run`], not for timing).
 fn run(
     frames: &[Frame<'_>],
@@ -205,6 +206,11 @@ fn run(
         checksums: monitor::Checksums::Ignore,
         ..Config::DEFAULT
     };
+    if start.is_some() {
+        // The cores' runs: storage resident before the clock starts, as the appliance's
+        // static storage is from boot (no page faults taken on two cores at once).
+        storage.make_resident();
+    }
     let mut mon =
         Monitor::new(ReadAll::new(mode), cfg, storage.storage()).map_err(|e| format!("{e:?}"))?;
     let mut peak = 0u64;
@@ -316,7 +322,8 @@ pub struct ScaleRun {
     pub read: u64,
 }
 
-/// Runs one monitor per queue of `split`, each on its own thread, started together.
+/// Runs one monitor per queue of `split`, each on its own thread, its storage made resident
+/// first, started together. (One queue: the one-core run the others are compared with.)
 pub fn scaling_run(split: &[Vec<Frame<'_>>], concurrent: usize) -> Result<ScaleRun, String> {
     let n = split.len().max(1);
     // Flows are spread evenly by the hash; 1/8 of the total more per core for the imbalance.
@@ -348,4 +355,39 @@ pub fn scaling_run(split: &[Vec<Frame<'_>>], concurrent: usize) -> Result<ScaleR
     out.secs = out.per_core.iter().copied().fold(0.0, f64::max);
     out.frames = split.iter().map(Vec::len).collect();
     Ok(out)
+}
+
+/// The parse floor ([`super::floor`]) on each queue of `split`, each on its own thread,
+/// started together: what this machine gives threads that share nothing but the memory
+/// system, to read `scaling_run` against. `per_core` and `secs` as there; `read` is the
+/// payload bytes walked.
+pub fn floor_scaling_run(split: &[Vec<Frame<'_>>]) -> ScaleRun {
+    let barrier = std::sync::Barrier::new(split.len().max(1));
+    let results: Vec<(f64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = split
+            .iter()
+            .map(|frames| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let t = Instant::now();
+                    let c = std::hint::black_box(super::floor::run_frames(
+                        frames.iter().map(|&(f, _)| f),
+                    ));
+                    (t.elapsed().as_secs_f64(), c.payload)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((f64::NAN, 0)))
+            .collect()
+    });
+    let per_core: Vec<f64> = results.iter().map(|r| r.0).collect();
+    ScaleRun {
+        secs: per_core.iter().copied().fold(0.0, f64::max),
+        per_core,
+        frames: split.iter().map(Vec::len).collect(),
+        read: results.iter().map(|r| r.1).sum(),
+    }
 }

@@ -56,8 +56,13 @@ pub fn parse_tcp(frame: &[u8]) -> Option<TcpPacket<&[u8]>> {
 
 /// Walks every frame of `cap`.
 pub fn run(cap: &Capture) -> FloorCount {
+    run_frames(cap.frames().map(|(_, f)| f))
+}
+
+/// Walks every frame of `frames`.
+pub fn run_frames<'a>(frames: impl Iterator<Item = &'a [u8]>) -> FloorCount {
     let mut c = FloorCount::default();
-    for (_, f) in cap.frames() {
+    for f in frames {
         match parse_tcp(f) {
             Some(t) => {
                 c.tcp += 1;
