@@ -379,11 +379,24 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         } else {
             &[MAIN]
         };
-        let mut mon = None;
-        for &mode in modes {
-            let mut ts = Vec::new();
-            let mut last = None;
-            for _ in 0..runs {
+        // Every engine's runs are taken in rounds (each engine once per round, in turn), so
+        // that a machine that slows down or speeds up over minutes weighs on every engine
+        // alike instead of on whichever ran then.
+        let nids_want = peers::NidsWant {
+            flows: stats.flows,
+            c2s: want_c2s,
+            s2c: want_s2c,
+            lossy: cfg.loss_pct > 0.0,
+        };
+        let suri = suri_startup.filter(|_| spec.suricata && !a.monitor_only);
+        let nids_bin = nids.as_ref().filter(|_| !a.monitor_only);
+        let mut mon_ts: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        let mut mon_last: Vec<Option<engine::BenchRun>> = vec![None; modes.len()];
+        let (mut floor_ts, mut nids_ts, mut suri_ts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut fc = floor::FloorCount::default();
+        let (mut nids_last, mut suri_last) = (peers::PeerRun::default(), peers::PeerRun::default());
+        for _ in 0..runs {
+            for (i, &mode) in modes.iter().enumerate() {
                 let r = engine::bench_run(&frames, concurrent, mode)?;
                 if (r.c2s_read, r.s2c_read, r.c2s_missed, r.s2c_missed)
                     != (want_c2s, want_s2c, lost_c2s, lost_s2c)
@@ -394,10 +407,40 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
                         mode.engine(), r.c2s_read, r.s2c_read, r.c2s_missed, r.s2c_missed, r.bytes_lost
                     ));
                 }
-                ts.push(r.secs);
-                last = Some(r);
+                mon_ts[i].push(r.secs);
+                // The memory it took: the most any run grew the process (a later run may
+                // reuse pages an earlier one left resident, and grow it by nothing).
+                let grew = mon_last[i].as_ref().map_or(0, |l| l.rss_growth_kb);
+                mon_last[i] = Some(engine::BenchRun {
+                    rss_growth_kb: r.rss_growth_kb.max(grew),
+                    ..r
+                });
             }
-            let m = last.expect("runs >= 1");
+            if a.monitor_only {
+                continue;
+            }
+            let t = Instant::now();
+            fc = std::hint::black_box(floor::run(&cap));
+            floor_ts.push(t.elapsed().as_secs_f64());
+            if let Some(bin) = nids_bin {
+                nids_last = peers::run_nids(bin, &path, &a.dir, nids_want, spec.nids_streams)
+                    .map_err(|e| e.to_string())?;
+                nids_ts.push(nids_last.secs);
+            }
+            if let Some(st) = suri {
+                suri_last = peers::run_suricata(
+                    &path,
+                    &a.dir,
+                    data_segments.saturating_sub(stats.dup_segments),
+                    st,
+                )
+                .map_err(|e| e.to_string())?;
+                suri_ts.push(suri_last.secs);
+            }
+        }
+        let mut mon = None;
+        for ((&mode, ts), last) in modes.iter().zip(mon_ts).zip(mon_last) {
+            let m = last.ok_or("no monitor run (runs = 0)")?;
             measures.push(best(
                 mode.engine(),
                 ts,
@@ -487,59 +530,26 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
                 floor: floor1.secs / floor2.secs,
             });
         }
-        // Parse floor.
-        let mut ts = Vec::new();
-        let mut fc = floor::FloorCount::default();
-        for _ in 0..runs {
-            let t = Instant::now();
-            fc = std::hint::black_box(floor::run(&cap));
-            ts.push(t.elapsed().as_secs_f64());
-        }
         measures.push(best(
             "smoltcp-floor",
-            ts,
+            floor_ts,
             None,
             format!("floor: {} TCP segments, {} payload B", fc.tcp, fc.payload),
         ));
         drop(frames);
         drop(cap);
-        if let Some(bin) = &nids {
-            let mut ts = Vec::new();
-            let mut last = peers::PeerRun::default();
-            let want = peers::NidsWant {
-                flows: stats.flows,
-                c2s: want_c2s,
-                s2c: want_s2c,
-                lossy: cfg.loss_pct > 0.0,
-            };
-            for _ in 0..runs {
-                last = peers::run_nids(bin, &path, &a.dir, want, spec.nids_streams)
-                    .map_err(|e| e.to_string())?;
-                ts.push(last.secs);
-            }
+        if nids_bin.is_some() {
             measures.push(best(
                 "libnids",
-                ts,
-                last.peak_kb.map(|k| (k, "peak RSS")),
-                last.evidence,
+                nids_ts,
+                nids_last.peak_kb.map(|k| (k, "peak RSS")),
+                nids_last.evidence,
             ));
         }
-        if let (Some(st), true) = (suri_startup, spec.suricata) {
-            let mut ts = Vec::new();
-            let mut last = peers::PeerRun::default();
-            for _ in 0..runs {
-                last = peers::run_suricata(
-                    &path,
-                    &a.dir,
-                    data_segments.saturating_sub(stats.dup_segments),
-                    st,
-                )
-                .map_err(|e| e.to_string())?;
-                ts.push(last.secs);
-            }
+        if let Some(st) = suri {
             // Wall time minus startup: on a capture whose work is shorter than Suricata's
             // startup, what is left is the startup's own spread, not Suricata's work.
-            let work = ts.iter().copied().fold(f64::INFINITY, f64::min);
+            let work = suri_ts.iter().copied().fold(f64::INFINITY, f64::min);
             if work < st {
                 println!(
                     "  suricata: {work:.3} s of work left after its {st:.3} s startup on this capture: too short to time, not reported (use a bigger capture)"
@@ -547,9 +557,9 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
             } else {
                 measures.push(best(
                     "suricata",
-                    ts,
-                    last.peak_kb.map(|k| (k, "peak RSS")),
-                    last.evidence,
+                    suri_ts,
+                    suri_last.peak_kb.map(|k| (k, "peak RSS")),
+                    suri_last.evidence,
                 ));
             }
         }
