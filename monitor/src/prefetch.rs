@@ -38,3 +38,15 @@ pub(crate) fn lines<T>(v: &T) {
         line(p.wrapping_add(n - 1));
     }
 }
+
+/// Prefetch every cache line `b` spans, from the line holding its first byte.
+#[inline(always)]
+pub(crate) fn span(b: &[u8]) {
+    let p = b.as_ptr();
+    let end = p.wrapping_add(b.len());
+    let mut q = p.wrapping_sub(p as usize % 64);
+    while q < end {
+        line(q);
+        q = q.wrapping_add(64);
+    }
+}

@@ -393,14 +393,12 @@ impl SideState {
     #[inline(always)]
     pub fn prefetch_append(&self, pool: &Pool<'_>, len: usize, next_free: &mut u32) {
         self.append_spots(pool, len, next_free, |chunk, from, to| {
-            if let Some(c) = pool.chunks.get(chunk as usize) {
-                // (A prefetch of any address is harmless: no bounds to check per line.)
-                let p = c.as_ptr();
-                let mut off = from & !63;
-                while off < to {
-                    crate::prefetch::line(p.wrapping_add(off));
-                    off += 64;
-                }
+            if let Some(b) = pool
+                .chunks
+                .get(chunk as usize)
+                .and_then(|c| c.get(from..to))
+            {
+                crate::prefetch::span(b);
             }
         });
     }
@@ -1222,6 +1220,19 @@ mod tests {
         v
     }
 
+    /// Adds a chunk at the end of `s`'s chain without writing to it: a chunk held past the
+    /// in-order end, as islands leave them.
+    fn hold_stray_chunk(s: &mut SideState, pool: &mut Pool<'_>) {
+        let c = pool.alloc().unwrap();
+        if s.tail == NONE {
+            s.head = c;
+        } else {
+            pool.set_next(s.tail, c);
+        }
+        s.tail = c;
+        s.nchunks += 1;
+    }
+
     /// Bytes `[from, to)` of the side, read off the chain walked from its head.
     fn held(s: &SideState, pool: &Pool<'_>, from: u64, to: u64) -> Vec<u8> {
         let c = chain(s, pool);
@@ -1268,14 +1279,7 @@ mod tests {
                 // Every seventh step of some seeds, a stray chunk past the in-order end.
                 let stray = seed % 3 == 2 && step % 7 == 3;
                 if stray {
-                    let c = pool.alloc().unwrap();
-                    if s.tail == NONE {
-                        s.head = c;
-                    } else {
-                        pool.set_next(s.tail, c);
-                    }
-                    s.tail = c;
-                    s.nchunks += 1;
+                    hold_stray_chunk(&mut s, &mut pool);
                 }
                 let at = s.cont_end;
                 let data: Vec<u8> = (at..at + len).map(byte).collect();
@@ -1386,15 +1390,7 @@ mod tests {
             // Sometimes a chunk held past the in-order end of the last side.
             let stray = seed % 5 == 4;
             if stray {
-                let s = &mut sides[2];
-                let c = pool.alloc().unwrap();
-                if s.tail == NONE {
-                    s.head = c;
-                } else {
-                    pool.set_next(s.tail, c);
-                }
-                s.tail = c;
-                s.nchunks += 1;
+                hold_stray_chunk(&mut sides[2], &mut pool);
             }
             let lens: Vec<usize> = (0..3).map(|_| rng.below(cs + 1) as usize).collect();
             let mut next_free = pool.free_head();
